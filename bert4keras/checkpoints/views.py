@@ -1,0 +1,70 @@
+"""Name-translating views: every checkpoint seen under the model's (Google) names."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from bert4keras.checkpoints.base import CheckpointReader
+
+Translate = Callable[[str], "tuple[str, bool]"]
+
+
+class GoogleNameView:
+    """Presents ``reader`` under Google/bert4keras variable names.
+
+    ``translate(google_name) -> (name_in_file, transpose)`` maps a name to the
+    file's own naming (identity for TF checkpoints). ``base_prefixes`` are model
+    prefixes an HF file may or may not carry (``bert.`` for BertForPreTraining,
+    none for BertModel); lookups try the name with and without them.
+    """
+
+    def __init__(self, reader: CheckpointReader, translate: Translate | None = None,
+                 base_prefixes: tuple[str, ...] = ()):
+        self.reader = reader
+        self.path = reader.path
+        self.translate = translate or (lambda name: (name, False))
+        self.base_prefixes = base_prefixes
+        self.used: set[str] = set()
+
+    def resolve(self, name: str) -> tuple[str, bool] | None:
+        """The file's name for ``name`` and whether to transpose, or None if absent."""
+        target, transpose = self.translate(name)
+        bare = target
+        for prefix in self.base_prefixes:
+            if target.startswith(prefix):
+                bare = target[len(prefix):]
+                break
+        candidates = [target, bare] + [prefix + bare for prefix in self.base_prefixes]
+        for candidate in candidates:
+            if candidate in self.reader:
+                return candidate, transpose
+        return None
+
+    def __contains__(self, name: str) -> bool:
+        return self.resolve(name) is not None
+
+    def describe(self, name: str) -> str:
+        target = self.translate(name)[0]
+        return name if target == name else f"{name} (looked for {target!r})"
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        found = self.resolve(name)
+        if found is None:
+            raise KeyError(f"{self.path}: no variable {self.describe(name)}")
+        shape = tuple(self.reader.shape(found[0]))
+        return shape[::-1] if found[1] else shape
+
+    def get(self, name: str) -> np.ndarray:
+        found = self.resolve(name)
+        if found is None:
+            raise KeyError(f"{self.path}: no variable {self.describe(name)}")
+        self.used.add(found[0])
+        value = self.reader.get(found[0])
+        return value.T if found[1] else value
+
+    def unused(self) -> list[str]:
+        """Floating-point tensors of the file that nothing loaded (buffers like ids are skipped)."""
+        return [n for n in self.reader.names()
+                if n not in self.used and self.reader.dtype(n).lower().startswith(("f", "bf"))]

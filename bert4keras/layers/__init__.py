@@ -1,0 +1,24 @@
+"""bert4keras layers (the public ``bert4keras.layers`` namespace).
+
+Also re-exports ``keras.layers`` so ``from bert4keras.layers import *`` gives
+``Dense``, ``Lambda``, ... as it did in bert4keras.
+"""
+
+from keras.layers import *  # noqa: F401,F403
+
+from bert4keras.layers.attention import MultiHeadAttention  # noqa: F401
+from bert4keras.layers.core import (  # noqa: F401
+    Add,
+    BiasAdd,
+    CausalMask,
+    Embedding,
+    FeedForward,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    Layer,
+    LayerNormalization,
+    PositionEmbedding,
+    ScaleOffset,
+    TokenSlice,
+    UniLMMask,
+)

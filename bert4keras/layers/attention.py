@@ -1,0 +1,171 @@
+"""Multi-head attention with bert4keras's hooks (attention bias, position bias)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import initializers, ops
+
+from bert4keras.backend import align, apply_rotary_position_embeddings, attention_normalize
+from bert4keras.layers.core import Layer, register
+
+
+@register
+class MultiHeadAttention(Layer):
+    """Multi-head attention over ``inputs = [q, k, v, (a_bias), (position inputs...)]``.
+
+    Call arguments (fixed when the model is built):
+      * ``a_bias``: True when ``inputs[3]`` is an attention bias — a bool mask
+        (LM/UniLM) AND-ed into the key mask, or a float bias added to the logits;
+        a 3-D bias (batch, q_len, k_len) is shared by all heads.
+      * ``p_bias``: position information, ``'rotary'`` (RoPE sinusoids),
+        ``'typical_relative'`` (NEZHA: (q_len, k_len, key_size) embeddings) or
+        ``'t5_relative'`` ((q_len, k_len, heads) bias).
+    ``key_size`` may differ from ``head_size`` (spec 09). Padding keys are
+    masked; padded query rows are left as they are (downstream layers mask them).
+    Subclasses change the attention itself by overriding ``pay_attention_to``.
+    """
+
+    def __init__(self, heads: int, head_size: int, out_dim: int | None = None,
+                 key_size: int | None = None, use_bias: bool = True,
+                 normalization: str = "softmax", attention_scale: bool = True,
+                 attention_dropout: float | None = None,
+                 return_attention_scores: bool = False,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.heads = heads
+        self.head_size = head_size
+        self.out_dim = out_dim or heads * head_size
+        self.key_size = key_size or head_size
+        self.use_bias = use_bias
+        self.normalization = normalization
+        self.attention_scale = attention_scale
+        self.attention_dropout = attention_dropout
+        self.return_attention_scores = return_attention_scores
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.dropout = keras.layers.Dropout(attention_dropout or 0.0, name="attention_dropout")
+
+    def build(self, input_shape):
+        def dense(units, name, shape):
+            layer = keras.layers.Dense(units, use_bias=self.use_bias,
+                                       kernel_initializer=self.kernel_initializer, name=name)
+            layer.build(shape)
+            return layer
+
+        self.q_dense = dense(self.key_size * self.heads, "q_dense", input_shape[0])
+        self.k_dense = dense(self.key_size * self.heads, "k_dense", input_shape[1])
+        self.v_dense = dense(self.head_size * self.heads, "v_dense", input_shape[2])
+        self.o_dense = dense(self.out_dim, "o_dense",
+                             tuple(input_shape[0][:-1]) + (self.head_size * self.heads,))
+
+    def call(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
+        q, k, v = inputs[:3]
+        q_mask = v_mask = None
+        if mask is not None:
+            q_mask, v_mask = mask[0], mask[2]
+        qw = self._split_heads(self.q_dense(q), self.key_size)
+        kw = self._split_heads(self.k_dense(k), self.key_size)
+        vw = self._split_heads(self.v_dense(v), self.head_size)
+        o, a = self.pay_attention_to([qw, kw, vw] + list(inputs[3:]), [q_mask, v_mask],
+                                     a_bias=a_bias, p_bias=p_bias, training=training)
+        o = self.o_dense(ops.reshape(o, tuple(ops.shape(o)[:2]) + (self.heads * self.head_size,)))
+        if self.return_attention_scores:
+            return [o, a]
+        return o
+
+    def _split_heads(self, x, size):
+        return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))
+
+    def pay_attention_to(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
+        """Scaled dot-product attention on per-head tensors (b, n, h, d).
+
+        Returns ``(o, a)``: the output (b, n, h, head_size) and the pre-softmax
+        scores (b, h, n, m), or ``None`` when the fused kernel was used.
+        """
+        (qw, kw, vw), n = inputs[:3], 3
+        _, v_mask = mask
+        bias = None
+        if a_bias:
+            bias = inputs[n]
+            n += 1
+            if len(bias.shape) == 3:
+                bias = align(bias, [0, -2, -1], 4)
+        if p_bias == "rotary":
+            qw, kw = apply_rotary_position_embeddings(inputs[n], qw, kw)
+        use_fused = (
+            self.normalization == "softmax" and not self.return_attention_scores
+            and p_bias != "typical_relative" and self.key_size == self.head_size
+            and not (training and self.attention_dropout)
+        )
+        if p_bias == "t5_relative":
+            position_bias = ops.expand_dims(ops.transpose(inputs[n], (2, 0, 1)), 0)
+            if bias is None or bias.dtype == "bool":
+                float_bias, bool_bias = position_bias, bias
+            else:
+                float_bias, bool_bias = bias + position_bias, None
+        elif bias is not None and bias.dtype != "bool":
+            float_bias, bool_bias = bias, None
+        else:
+            float_bias, bool_bias = None, bias
+        if use_fused:
+            return self._fused_attention(qw, kw, vw, v_mask, float_bias, bool_bias), None
+        a = ops.einsum("bjhd,bkhd->bhjk", qw, kw)
+        if p_bias == "typical_relative":
+            position_embeddings = inputs[n]
+            a = a + ops.einsum("bjhd,jkd->bhjk", qw, position_embeddings)
+        if self.attention_scale:
+            a = a / (self.key_size ** 0.5)
+        if float_bias is not None:
+            a = a + ops.cast(float_bias, a.dtype)
+        a_masked = ops.cast(a, "float32")
+        A = attention_normalize(a_masked, v_mask, -1, self.normalization,
+                                None if bool_bias is None else ops.cast(bool_bias, "bool"))
+        A = ops.cast(A, vw.dtype)
+        if self.attention_dropout:
+            A = self.dropout(A, training=training)
+        o = ops.einsum("bhjk,bkhd->bjhd", A, vw)
+        if p_bias == "typical_relative":
+            o = o + ops.einsum("bhjk,jkd->bjhd", A, ops.cast(position_embeddings, A.dtype))
+        return o, a
+
+    def _fused_attention(self, qw, kw, vw, v_mask, float_bias, bool_bias):
+        """``keras.ops.dot_product_attention`` with the key mask and biases folded in."""
+        mask = None
+        if v_mask is not None:
+            mask = align(ops.cast(v_mask, "bool"), [0, 3], 4)
+        if bool_bias is not None:
+            bool_bias = ops.cast(bool_bias, "bool")
+            mask = bool_bias if mask is None else ops.logical_and(mask, bool_bias)
+        if float_bias is not None:
+            float_bias = ops.cast(float_bias, qw.dtype)
+            if mask is not None:  # one float bias: backends differ on bias + mask together
+                float_bias = ops.where(mask, float_bias, ops.cast(-np.inf, qw.dtype))
+                mask = None
+        scale = (1.0 / self.key_size ** 0.5) if self.attention_scale else 1.0
+        return ops.dot_product_attention(qw, kw, vw, bias=float_bias, mask=mask, scale=scale)
+
+    def compute_output_shape(self, input_shape):
+        o_shape = tuple(input_shape[0][:2]) + (self.out_dim,)
+        if self.return_attention_scores:
+            return [o_shape, (input_shape[0][0], self.heads, input_shape[0][1], input_shape[1][1])]
+        return o_shape
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None:
+            return None
+        return [mask[0], None] if self.return_attention_scores else mask[0]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "heads": self.heads,
+            "head_size": self.head_size,
+            "out_dim": self.out_dim,
+            "key_size": self.key_size,
+            "use_bias": self.use_bias,
+            "normalization": self.normalization,
+            "attention_scale": self.attention_scale,
+            "attention_dropout": self.attention_dropout,
+            "return_attention_scores": self.return_attention_scores,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+        }

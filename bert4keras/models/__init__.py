@@ -1,0 +1,108 @@
+"""Models and ``build_transformer_model`` (the public ``bert4keras.models`` namespace)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+
+from bert4keras.models.base import (  # noqa: F401
+    LM_Mask, Transformer, UniLM_Mask, extend_with_language_model,
+    extend_with_unified_language_model,
+)
+from bert4keras.models.bert import BERT  # noqa: F401
+
+Model = keras.Model
+
+MODELS: dict[str, type] = {
+    "bert": BERT,
+    "roberta": BERT,
+}
+"""Model name -> class, for ``build_transformer_model(model=...)``."""
+
+# Applications that cannot be used with a model (as in bert4keras).
+_NO_LM_APPLICATIONS = {"electra", "t5"}
+
+_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+             "intermediate_size")
+
+
+def load_config(config_path: str) -> dict:
+    """Read a Google ``bert_config.json`` or an HF ``config.json`` (a directory works too)."""
+    if os.path.isdir(config_path):
+        config_path = os.path.join(config_path, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"config file not found: {config_path}")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path}: not valid JSON ({e})") from e
+
+
+def _normalize_config(configs: dict) -> dict:
+    """Map Google/HF config keys onto the constructor arguments of the models."""
+    configs.setdefault("max_position", configs.get("max_position_embeddings", 512))
+    configs.setdefault("dropout_rate", configs.get("hidden_dropout_prob"))
+    configs.setdefault("attention_dropout_rate", configs.get("attention_probs_dropout_prob"))
+    configs.setdefault("segment_vocab_size", configs.get("type_vocab_size", 2))
+    if "layer_norm_eps" in configs and configs["layer_norm_eps"] is None:
+        del configs["layer_norm_eps"]
+    act = configs.get("hidden_act")
+    if act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        configs["hidden_act"] = "gelu_tanh"
+    return configs
+
+
+def build_transformer_model(
+    config_path: str | None = None,
+    checkpoint_path: str | None = None,
+    model="bert",
+    application: str = "encoder",
+    return_keras_model: bool = True,
+    **kwargs,
+):
+    """Build a model from a config (and optionally load a checkpoint), as in bert4keras.
+
+    ``model`` is a name from ``MODELS`` or a :class:`Transformer` subclass;
+    ``application`` is ``'encoder'``, ``'lm'`` (causal mask) or ``'unilm'``
+    (seq2seq mask). Extra keyword arguments override the config and go to the
+    model (``with_pool``, ``with_mlm``, ``keep_tokens``, ...). Returns the Keras
+    model, or the :class:`Transformer` with ``return_keras_model=False``.
+    """
+    configs = load_config(config_path) if config_path is not None else {}
+    configs.update(kwargs)
+    configs = _normalize_config(configs)
+
+    if isinstance(model, str):
+        model_name = model.lower()
+        if model_name not in MODELS:
+            raise ValueError(f"unknown model {model!r}; known models: {', '.join(sorted(MODELS))}")
+        model_class = MODELS[model_name]
+    elif isinstance(model, type) and issubclass(model, Transformer):
+        model_name, model_class = model.__name__.lower(), model
+    else:
+        raise TypeError(f"model must be a model name or a Transformer subclass, got {model!r}")
+
+    missing = [k for k in _REQUIRED if configs.get(k) is None]
+    if missing:
+        raise ValueError(
+            f"config {config_path or '(keyword arguments)'} is missing required field(s): "
+            f"{', '.join(missing)}")
+
+    application = application.lower()
+    if application in ("lm", "unilm") and model_name in _NO_LM_APPLICATIONS:
+        raise ValueError(f'"{model_name}" model can not be used as "{application}" application.')
+    if application == "lm":
+        model_class = extend_with_language_model(model_class)
+    elif application == "unilm":
+        model_class = extend_with_unified_language_model(model_class)
+    elif application != "encoder":
+        raise ValueError(f"unknown application {application!r}; use 'encoder', 'lm' or 'unilm'")
+
+    transformer = model_class(**configs)
+    transformer.build(**configs)
+    if checkpoint_path is not None:
+        transformer.load_weights_from_checkpoint(checkpoint_path)
+    return transformer.model if return_keras_model else transformer

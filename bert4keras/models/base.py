@@ -1,0 +1,379 @@
+"""The ``Transformer`` base class: a name-keyed layer registry and checkpoint mapping.
+
+A model is built as ``apply_embeddings -> apply_main_layers(i) -> apply_final_layers``.
+Every layer is created through :meth:`Transformer.apply`, keyed by name: calling
+``apply`` again with the same name re-uses the layer (ALBERT's sharing, GPT's
+tied output). ``variable_mapping()`` says, as data, which checkpoint variable
+feeds which layer weight; every checkpoint format is read through it.
+
+The same registry will serve a cached decoding path: it can call the very
+layer objects in ``self.layers`` step by step, so no model code is duplicated.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+
+from bert4keras.checkpoints import CheckpointError, open_checkpoint
+from bert4keras.checkpoints.views import GoogleNameView
+from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention
+
+
+class Transformer:
+    """Base class of every model; subclasses override the ``apply_*`` hooks."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        num_hidden_layers: int,
+        num_attention_heads: int,
+        intermediate_size: int,
+        hidden_act="gelu",
+        dropout_rate: float | None = None,
+        attention_dropout_rate: float | None = None,
+        embedding_size: int | None = None,
+        attention_head_size: int | None = None,
+        attention_key_size: int | None = None,
+        sequence_length: int | None = None,
+        keep_tokens=None,
+        compound_tokens=None,
+        residual_attention_scores: bool = False,
+        ignore_invalid_weights: bool = False,
+        autoresize_weights: bool = False,
+        layers: dict | None = None,
+        prefix: str | None = None,
+        name: str | None = None,
+        layer_norm_eps: float = 1e-12,
+        **kwargs,
+    ):
+        if keep_tokens is not None:
+            vocab_size = len(keep_tokens)
+        if compound_tokens is not None:
+            vocab_size += len(compound_tokens)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.attention_head_size = attention_head_size or hidden_size // num_attention_heads
+        self.attention_key_size = attention_key_size or self.attention_head_size
+        self.intermediate_size = intermediate_size
+        self.dropout_rate = dropout_rate or 0
+        self.attention_dropout_rate = attention_dropout_rate or 0
+        self.hidden_act = hidden_act
+        self.embedding_size = embedding_size or hidden_size
+        self.sequence_length = sequence_length
+        self.keep_tokens = keep_tokens
+        self.compound_tokens = compound_tokens
+        self.residual_attention_scores = residual_attention_scores
+        self.ignore_invalid_weights = ignore_invalid_weights
+        self.autoresize_weights = autoresize_weights
+        self.layer_norm_eps = layer_norm_eps
+        self.attention_bias = None
+        self.position_bias = None
+        self.attention_scores = None
+        self.layers = {} if layers is None else layers
+        self.prefix = prefix or ""
+        self.name = name
+        self.built = False
+
+    # ------------------------------------------------------------------ building
+
+    def build(self, attention_caches=None, layer_norm_cond=None,
+              layer_norm_cond_hidden_size=None, layer_norm_cond_hidden_act=None,
+              additional_input_layers=None, **kwargs):
+        """Create the inputs, run the hooks, and wrap everything in ``self.model``.
+
+        ``layer_norm_cond*`` make every LayerNormalization conditional on a
+        fixed-size vector (conditional LayerNorm).
+        """
+        if self.built:
+            return
+        inputs = self.get_inputs()
+        self.set_inputs(inputs, additional_input_layers)
+        self.attention_caches = attention_caches or {}
+        self.layer_norm_conds = [
+            layer_norm_cond, layer_norm_cond_hidden_size, layer_norm_cond_hidden_act or "linear",
+        ]
+        outputs = self.call(inputs)
+        self.set_outputs(outputs)
+        self.model = keras.Model(self.inputs, self.outputs, name=self.name)
+        self.built = True
+
+    def call(self, inputs):
+        outputs = self.apply_embeddings(inputs)
+        for i in range(self.num_hidden_layers):
+            outputs = self.apply_main_layers(outputs, i)
+        return self.apply_final_layers(outputs)
+
+    def prefixed(self, name: str | None) -> str | None:
+        return None if name is None else self.prefix + name
+
+    def apply(self, inputs=None, layer=None, arguments: dict | None = None, **kwargs):
+        """Call the layer named ``kwargs['name']``, creating it as ``layer(**kwargs)`` on first use.
+
+        ``arguments`` go to the layer's ``call``. A name seen before re-uses the
+        existing layer (and its weights).
+        """
+        if layer is Dropout and self.dropout_rate == 0:
+            return inputs
+        if layer is MultiHeadAttention and self.residual_attention_scores:
+            kwargs["return_attention_scores"] = True
+        arguments = dict(arguments or {})
+        name = self.prefixed(kwargs.get("name"))
+        kwargs["name"] = name
+        if name not in self.layers:
+            created = layer(**kwargs)
+            name = created.name
+            self.layers[name] = created
+        if inputs is None:
+            return self.layers[name]
+        target = self.layers[name]
+        if isinstance(target, MultiHeadAttention) and self.residual_attention_scores:
+            return self._apply_residual_attention(target, name, inputs, arguments)
+        return target(inputs, **arguments)
+
+    def _apply_residual_attention(self, target, name, inputs, arguments):
+        """RealFormer: each attention adds the previous layer's pre-softmax scores as a bias."""
+        inputs = list(inputs)
+        if self.attention_scores is not None:
+            if arguments.get("a_bias"):
+                merged = self.apply(inputs=[inputs[3], self.attention_scores],
+                                    layer=Add, name=name + "-Attention-Bias")
+                inputs = inputs[:3] + [merged] + inputs[4:]
+            else:
+                inputs = inputs[:3] + [self.attention_scores] + inputs[3:]
+            arguments["a_bias"] = True
+        o, a = target(inputs, **arguments)
+        self.attention_scores = a
+        return o
+
+    def get_inputs(self):
+        raise NotImplementedError
+
+    def apply_embeddings(self, inputs):
+        raise NotImplementedError
+
+    def apply_main_layers(self, inputs, index: int):
+        raise NotImplementedError
+
+    def apply_final_layers(self, inputs):
+        raise NotImplementedError
+
+    def compute_attention_bias(self, inputs=None):
+        """The attention bias/mask every layer uses (LM and UniLM masks override this)."""
+        return self.attention_bias
+
+    def compute_position_bias(self, inputs=None):
+        """Relative-position inputs shared by every layer (NEZHA, T5, RoFormer)."""
+        return self.position_bias
+
+    def set_inputs(self, inputs, additional_input_layers=None):
+        inputs = [] if inputs is None else (list(inputs) if isinstance(inputs, list) else [inputs])
+        if additional_input_layers is not None:
+            if not isinstance(additional_input_layers, list):
+                additional_input_layers = [additional_input_layers]
+            inputs.extend(additional_input_layers)
+        self.inputs = inputs
+        self.input = inputs if len(inputs) > 1 else inputs[0]
+
+    def set_outputs(self, outputs):
+        outputs = list(outputs) if isinstance(outputs, list) else [outputs]
+        self.outputs = outputs
+        self.output = outputs if len(outputs) > 1 else outputs[0]
+
+    def input_layer(self, name: str, dtype: str = "int32"):
+        """An ``Input`` of shape (sequence_length,) registered under ``name``."""
+        return self.apply(layer=Input, shape=(self.sequence_length,), dtype=dtype, name=name)
+
+    @property
+    def initializer(self):
+        """Truncated normal (stddev 0.02), as in BERT."""
+        return keras.initializers.TruncatedNormal(stddev=0.02)
+
+    @staticmethod
+    def simplify(inputs):
+        """Drop the Nones from a list; a single survivor is returned bare."""
+        inputs = [i for i in inputs if i is not None]
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def variable_mapping(self) -> dict[str, list[str]]:
+        """Layer name -> checkpoint variable names, in the order of ``layer.weights``."""
+        return {}
+
+    def hf_variable_name(self, name: str) -> tuple[str, bool]:
+        """Google name -> (name in an HF checkpoint, whether to transpose). Models override."""
+        raise KeyError(f"{type(self).__name__} has no HF naming for {name!r}")
+
+    hf_base_prefixes: tuple[str, ...] = ()
+
+    def checkpoint_view(self, checkpoint) -> GoogleNameView:
+        """Open ``checkpoint`` (path or reader) as a view under Google variable names."""
+        reader = open_checkpoint(checkpoint)
+        if reader.format == "tf":
+            return GoogleNameView(reader)
+        return GoogleNameView(reader, self.hf_variable_name, self.hf_base_prefixes)
+
+    def load_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Apply ``keep_tokens`` (select rows) and ``compound_tokens`` (append averaged rows)."""
+        embeddings = np.asarray(embeddings, dtype="float32")
+        if self.keep_tokens is not None:
+            keep = np.asarray(self.keep_tokens)
+            if keep.size and (keep.min() < 0 or keep.max() >= embeddings.shape[0]):
+                raise ValueError(
+                    f"keep_tokens holds ids outside [0, {embeddings.shape[0]}) of the checkpoint vocabulary")
+            embeddings = embeddings[keep]
+        if self.compound_tokens is not None:
+            extra = []
+            for item in self.compound_tokens:
+                ids, weights = (item, [1] * len(item)) if isinstance(item, list) else item
+                extra.append(np.average(embeddings[ids], axis=0, weights=weights))
+            if extra:
+                embeddings = np.concatenate([embeddings, np.stack(extra).astype("float32")], 0)
+        return embeddings
+
+    def load_variable(self, checkpoint: GoogleNameView, name: str) -> np.ndarray:
+        """Read one variable; models transform specific ones (embeddings, transposes)."""
+        return checkpoint.get(name)
+
+    def load_weights_from_checkpoint(self, checkpoint, mapping: dict | None = None) -> None:
+        """Load weights from a TF checkpoint, an HF directory, safetensors or .bin file.
+
+        Raises on a model weight missing from the checkpoint (unless
+        ``ignore_invalid_weights``) and on a shape mismatch (unless
+        ``autoresize_weights``); warns about checkpoint weights left unused.
+        """
+        view = checkpoint if isinstance(checkpoint, GoogleNameView) else self.checkpoint_view(checkpoint)
+        mapping = mapping or self.variable_mapping()
+        mapping = {self.prefixed(k): v for k, v in mapping.items()}
+        mapping = {k: v for k, v in mapping.items() if k in self.layers}
+        pairs = []
+        for layer_name, names in mapping.items():
+            layer = self.layers[layer_name]
+            weights = layer.trainable_weights
+            if len(names) > len(weights):
+                raise CheckpointError(
+                    f"layer {layer_name!r} has {len(weights)} weights but the mapping lists "
+                    f"{len(names)}: {names}")
+            for i, (weight, name) in enumerate(zip(weights, names)):
+                if name not in view:
+                    message = f"{view.path}: variable {view.describe(name)} for layer {layer_name!r} not found"
+                    if self.ignore_invalid_weights:
+                        warnings.warn(message + ", but ignored (ignore_invalid_weights=True)", stacklevel=2)
+                        continue
+                    raise CheckpointError(message + " (pass ignore_invalid_weights=True to skip it)")
+                value = self.load_variable(view, name)
+                value = self._fit_shape(layer, i, weight, value, name, view.path)
+                pairs.append((weight, value))
+        for weight, value in pairs:
+            weight.assign(value.astype(keras.backend.standardize_dtype(weight.dtype)))
+        unused = view.unused()
+        if unused:
+            shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
+            warnings.warn(f"{view.path}: {len(unused)} checkpoint weights were not used: {shown}",
+                          stacklevel=2)
+
+    def export_variable(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`load_variable`'s transforms, for writing checkpoints."""
+        return value
+
+    def save_weights_as_checkpoint(self, filename: str, mapping: dict | None = None,
+                                   dtype: str | None = None) -> None:
+        """Write the weights as a Google-style TF checkpoint (``filename`` is the prefix).
+
+        TensorFlow is not needed; ``dtype`` (e.g. ``'float16'``) casts float weights.
+        """
+        from bert4keras.checkpoints.tf_checkpoint import write_tf_checkpoint
+
+        mapping = mapping or self.variable_mapping()
+        mapping = {self.prefixed(k): v for k, v in mapping.items()}
+        tensors = {}
+        for layer_name, names in mapping.items():
+            if layer_name not in self.layers:
+                continue
+            values = [keras.ops.convert_to_numpy(w) for w in self.layers[layer_name].trainable_weights]
+            for name, value in zip(names, values):
+                value = self.export_variable(name, value)
+                if dtype is not None and np.issubdtype(value.dtype, np.floating):
+                    value = value.astype(dtype)
+                tensors[name] = value
+        write_tf_checkpoint(filename, tensors)
+
+    def _fit_shape(self, layer, index, weight, value, name, path):
+        w_shape, v_shape = tuple(weight.shape), tuple(value.shape)
+        if w_shape == v_shape:
+            return value
+        if not self.autoresize_weights:
+            raise CheckpointError(
+                f"{path}: variable {name!r} has shape {v_shape} but layer "
+                f"{layer.name!r} weight {weight.path!r} expects {w_shape} "
+                "(check the config, or pass autoresize_weights=True)")
+        from bert4keras.snippets import orthogonally_resize
+        from bert4keras.layers import FeedForward
+
+        value = orthogonally_resize(value, w_shape)
+        if isinstance(layer, MultiHeadAttention):
+            qk_count = 4 if layer.use_bias else 2
+            if layer.attention_scale and index < qk_count:
+                value = value * (w_shape[-1] / v_shape[-1]) ** 0.25
+        elif isinstance(layer, FeedForward):
+            inner = (2 if layer.use_bias else 1) * len(layer.activation)
+            if index < inner:
+                value = value * np.sqrt(w_shape[-1] / v_shape[-1])
+            else:
+                value = value * np.sqrt(v_shape[0] / w_shape[0])
+        return value
+
+
+class LM_Mask:
+    """Mixin: causal (lower-triangular) attention, for language models."""
+
+    def compute_attention_bias(self, inputs=None):
+        if self.attention_bias is None:
+            from bert4keras.layers.core import CausalMask
+
+            self.attention_bias = self.apply(inputs=self.inputs[0], layer=CausalMask,
+                                             name="Attention-LM-Mask")
+        return self.attention_bias
+
+
+class UniLM_Mask:
+    """Mixin: UniLM seq2seq attention decided by segment ids — bidirectional inside
+    segment 0, causal over segment 1 (which also sees all of segment 0)."""
+
+    def compute_attention_bias(self, inputs=None):
+        if self.attention_bias is None:
+            from bert4keras.layers.core import UniLMMask
+
+            self.attention_bias = self.apply(inputs=self.inputs[1], layer=UniLMMask,
+                                             name="Attention-UniLM-Mask")
+        return self.attention_bias
+
+
+def extend_with_language_model(BaseModel):
+    """Add a causal attention mask to ``BaseModel`` (and its MLM head as the LM head)."""
+
+    class LanguageModel(LM_Mask, BaseModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.with_mlm = self.with_mlm or True
+
+    LanguageModel.__name__ = f"LanguageModel_{BaseModel.__name__}"
+    return LanguageModel
+
+
+def extend_with_unified_language_model(BaseModel):
+    """Add the UniLM seq2seq attention mask to ``BaseModel``."""
+
+    class UnifiedLanguageModel(UniLM_Mask, BaseModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.with_mlm = self.with_mlm or True
+
+    UnifiedLanguageModel.__name__ = f"UnifiedLanguageModel_{BaseModel.__name__}"
+    return UnifiedLanguageModel
