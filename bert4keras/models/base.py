@@ -100,7 +100,7 @@ class Transformer:
         ]
         outputs = self.call(inputs)
         self.set_outputs(outputs)
-        self.model = keras.Model(self.inputs, self.outputs, name=self.name)
+        self.model = keras.Model(self.inputs, self.output, name=self.name)
         self.built = True
 
     def call(self, inputs):
