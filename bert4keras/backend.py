@@ -21,7 +21,7 @@ __all__ = [
     "piecewise_linear", "align", "sequence_masking", "attention_normalize", "batch_gather",
     "root_mean_square", "sinusoidal_embeddings", "Sinusoidal", "apply_rotary_position_embeddings",
     "multilabel_categorical_crossentropy", "sparse_multilabel_categorical_crossentropy",
-    "search_layer", "do_recompute", "infinity",
+    "search_layer", "do_recompute", "infinity", "is_bool",
 ]
 
 do_recompute = os.environ.get("RECOMPUTE", "0").lower() in ("1", "true", "yes", "on")
@@ -55,6 +55,7 @@ def gelu_tanh(x):
 @keras.saving.register_keras_serializable(package="bert4keras")
 def gelu_sigmoid(x):
     """Sigmoid approximation ``x * sigmoid(1.702 x)`` (not in bert4keras; for comparison)."""
+    x = ops.convert_to_tensor(x)
     return x * ops.sigmoid(1.702 * x)
 
 
@@ -137,6 +138,11 @@ def align(tensor, axes: Sequence[int], ndim: int | None = None):
     return tensor[index]
 
 
+def is_bool(x) -> bool:
+    """Whether a tensor holds booleans (dtype objects differ per backend)."""
+    return keras.backend.standardize_dtype(x.dtype) == "bool"
+
+
 def sequence_masking(x, mask=None, value=0.0, axis=None, bias=None, return_mask=False):
     """Fill positions where ``mask`` is False with ``value`` along ``axis`` (an int or a list).
 
@@ -146,6 +152,7 @@ def sequence_masking(x, mask=None, value=0.0, axis=None, bias=None, return_mask=
     """
     if value in ("-inf", "inf"):
         value = -np.inf if value == "-inf" else np.inf
+    x = ops.convert_to_tensor(x)
     ndim = len(x.shape)
     if mask is not None:
         mask = ops.cast(mask, "bool")
@@ -158,7 +165,7 @@ def sequence_masking(x, mask=None, value=0.0, axis=None, bias=None, return_mask=
         mask = full
     if bias is not None:
         bias = ops.convert_to_tensor(bias)
-        if bias.dtype == "bool":
+        if is_bool(bias):
             mask = bias if mask is None else ops.logical_and(mask, bias)
         else:
             x = x + ops.cast(bias, x.dtype)

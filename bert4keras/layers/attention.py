@@ -6,7 +6,9 @@ import keras
 import numpy as np
 from keras import initializers, ops
 
-from bert4keras.backend import align, apply_rotary_position_embeddings, attention_normalize
+from bert4keras.backend import (
+    align, apply_rotary_position_embeddings, attention_normalize, is_bool,
+)
 from bert4keras.layers.core import Layer, register
 
 
@@ -99,11 +101,11 @@ class MultiHeadAttention(Layer):
         )
         if p_bias == "t5_relative":
             position_bias = ops.expand_dims(ops.transpose(inputs[n], (2, 0, 1)), 0)
-            if bias is None or bias.dtype == "bool":
+            if bias is None or is_bool(bias):
                 float_bias, bool_bias = position_bias, bias
             else:
                 float_bias, bool_bias = bias + position_bias, None
-        elif bias is not None and bias.dtype != "bool":
+        elif bias is not None and not is_bool(bias):
             float_bias, bool_bias = bias, None
         else:
             float_bias, bool_bias = None, bias
