@@ -22,3 +22,4 @@ from bert4keras.layers.core import (  # noqa: F401
     TokenSlice,
     UniLMMask,
 )
+from bert4keras.layers.t5 import RelativePositionEmbeddingT5  # noqa: F401

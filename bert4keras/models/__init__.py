@@ -12,16 +12,23 @@ from bert4keras.models.base import (  # noqa: F401
     extend_with_unified_language_model,
 )
 from bert4keras.models.bert import BERT  # noqa: F401
+from bert4keras.models.gpt import GPT, GPT2, GPT2_ML  # noqa: F401
+from bert4keras.models.t5 import T5, T5_Base, T5_Decoder, T5_Encoder  # noqa: F401
 
 Model = keras.Model
 
 MODELS: dict[str, type] = {
     "bert": BERT,
     "roberta": BERT,
+    "gpt": GPT,
+    "gpt2": GPT2,
+    "gpt2_ml": GPT2_ML,
+    **{f"{version}{part}": cls for version in ("t5", "t5.1.0", "t5.1.1", "mt5.1.1")
+       for part, cls in (("", T5), ("_encoder", T5_Encoder), ("_decoder", T5_Decoder))},
 }
 """Model name -> class, for ``build_transformer_model(model=...)``."""
 
-# Applications that cannot be used with a model (as in bert4keras).
+# Applications that cannot be used with a model (as in bert4keras; also every T5 class).
 _NO_LM_APPLICATIONS = {"electra", "t5"}
 
 _REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -73,7 +80,6 @@ def build_transformer_model(
     """
     configs = load_config(config_path) if config_path is not None else {}
     configs.update(kwargs)
-    configs = _normalize_config(configs)
 
     if isinstance(model, str):
         model_name = model.lower()
@@ -84,6 +90,7 @@ def build_transformer_model(
         model_name, model_class = model.__name__.lower(), model
     else:
         raise TypeError(f"model must be a model name or a Transformer subclass, got {model!r}")
+    configs = _normalize_config(model_class.normalize_config(configs, model_name))
 
     missing = [k for k in _REQUIRED if configs.get(k) is None]
     if missing:
@@ -92,7 +99,8 @@ def build_transformer_model(
             f"{', '.join(missing)}")
 
     application = application.lower()
-    if application in ("lm", "unilm") and model_name in _NO_LM_APPLICATIONS:
+    if application in ("lm", "unilm") and (model_name in _NO_LM_APPLICATIONS
+                                           or issubclass(model_class, T5_Base)):
         raise ValueError(f'"{model_name}" model can not be used as "{application}" application.')
     if application == "lm":
         model_class = extend_with_language_model(model_class)

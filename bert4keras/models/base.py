@@ -20,6 +20,7 @@ import numpy as np
 from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
 from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention
+from bert4keras.models.keras_model import TransformerModel
 
 
 class Transformer:
@@ -100,7 +101,7 @@ class Transformer:
         ]
         outputs = self.call(inputs)
         self.set_outputs(outputs)
-        self.model = keras.Model(self.inputs, self.output, name=self.name)
+        self.model = TransformerModel(self.inputs, self.output, name=self.name)
         self.built = True
 
     def call(self, inputs):
@@ -150,6 +151,12 @@ class Transformer:
         o, a = target(inputs, **arguments)
         self.attention_scores = a
         return o
+
+    @classmethod
+    def normalize_config(cls, configs: dict, model_name: str | None = None) -> dict:
+        """Translate a model's own config keys (e.g. an HF ``config.json``) into
+        constructor arguments; ``model_name`` is the registry name used."""
+        return configs
 
     def get_inputs(self):
         raise NotImplementedError
@@ -350,6 +357,9 @@ class UniLM_Mask:
         if self.attention_bias is None:
             from bert4keras.layers.core import UniLMMask
 
+            if len(self.inputs) < 2:
+                raise ValueError(f"{type(self).__name__}: the UniLM mask needs segment ids as the "
+                                 "second input, and this model has only token ids")
             self.attention_bias = self.apply(inputs=self.inputs[1], layer=UniLMMask,
                                              name="Attention-UniLM-Mask")
         return self.attention_bias
@@ -361,7 +371,7 @@ def extend_with_language_model(BaseModel):
     class LanguageModel(LM_Mask, BaseModel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.with_mlm = self.with_mlm or True
+            self.with_mlm = getattr(self, "with_mlm", False) or True
 
     LanguageModel.__name__ = f"LanguageModel_{BaseModel.__name__}"
     return LanguageModel
@@ -373,7 +383,7 @@ def extend_with_unified_language_model(BaseModel):
     class UnifiedLanguageModel(UniLM_Mask, BaseModel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.with_mlm = self.with_mlm or True
+            self.with_mlm = getattr(self, "with_mlm", False) or True
 
     UnifiedLanguageModel.__name__ = f"UnifiedLanguageModel_{BaseModel.__name__}"
     return UnifiedLanguageModel
