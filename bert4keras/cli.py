@@ -239,6 +239,7 @@ def load_classifier(output: str):
     """Reload what :func:`train` saved: (model, tokenizer, info)."""
     import keras
 
+    import bert4keras.layers  # noqa: F401  (registers the custom layers for deserialization)
     from bert4keras.tokenizers import Tokenizer
 
     for name in ("model.keras", "vocab.txt", "classifier.json"):
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     training_options(p_train)
     p_demo = sub.add_parser("demo", help="fine-tune MiniLM on tweets, evaluate, save, reload, predict")
     training_options(p_demo)
-    p_demo.set_defaults(max_train=4000, max_eval=1000)
+    p_demo.set_defaults(max_train=3000, max_eval=1000)
     p_predict = sub.add_parser("predict", help="classify texts with a saved classifier")
     p_predict.add_argument("--output", default="demo_output")
     p_predict.add_argument("texts", nargs="+")
