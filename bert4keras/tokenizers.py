@@ -768,6 +768,8 @@ class _FastWordPiece:
             ]
         )
         self.rust = rust
+        # encode_batch_fast (tokenizers >= 0.21) skips the offsets we do not need
+        self.encode_batch_fast = getattr(rust, "encode_batch_fast", rust.encode_batch)
         self.unsafe = tables.unsafe_lower if lower else tables.unsafe_cased
         self.unsafe_astral = tables.unsafe_lower_astral if lower else ([], [])
 
@@ -791,7 +793,7 @@ class _FastWordPiece:
         elif tokens or offsets:
             encodings = self.rust.encode_batch(texts, add_special_tokens=False)
         else:
-            encodings = self.rust.encode_batch_fast(texts, add_special_tokens=False)
+            encodings = self.encode_batch_fast(texts, add_special_tokens=False)
         unknown = self.unknown_id
         if not (tokens or offsets):
             batch = [encoding.ids for encoding in encodings]
@@ -1253,7 +1255,8 @@ class BPETokenizer(TokenizerBase):
         if tokens or offsets:
             encodings = self._fast_path.encode_batch(texts, add_special_tokens=False)
         else:
-            encodings = self._fast_path.encode_batch_fast(texts, add_special_tokens=False)
+            rust = self._fast_path
+            encodings = getattr(rust, "encode_batch_fast", rust.encode_batch)(texts, add_special_tokens=False)
         return [
             (e.tokens if tokens else e.ids, e.offsets if offsets else None) for e in encodings
         ]
