@@ -90,7 +90,7 @@ def make_gpt(tmp):
 def make_gpt2(tmp):
     torch.manual_seed(1)
     config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=16, n_layer=2,
-                                     n_head=2, initializer_range=0.2)
+                                     n_head=2, initializer_range=0.2, bos_token_id=1, eos_token_id=2)
     hf = transformers.GPT2LMHeadModel(config).eval()
     hf.save_pretrained(tmp)
     ids, valid = padded_ids(np.random.default_rng(1), [12, 5], 12)
@@ -291,6 +291,22 @@ def test_gpt2_ml_structure_and_loaded_weights(case):
 
 
 # --------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_t5_relative_bias_rows_for_a_query_offset(bidirectional):
+    """``q_offset`` gives the bias rows of queries at absolute positions (step-wise decoding)."""
+    from bert4keras.layers import RelativePositionEmbeddingT5
+
+    layer = RelativePositionEmbeddingT5(8, 3, max_distance=20, bidirectional=bidirectional,
+                                        embeddings_initializer="random_normal")
+    q, k = np.zeros((1, 12, 4), "float32"), np.zeros((1, 12, 4), "float32")
+    full = np_(layer([q, k]))
+    assert full.shape == (12, 12, 3)
+    np.testing.assert_array_equal(np_(layer([q[:, :2], k], q_offset=7)), full[7:9])
+    buckets = np_(layer.compute_position_ids(12, 12))
+    upper = buckets[np.triu_indices(12, 1)]
+    assert (upper >= 4).all() if bidirectional else (upper == 0).all()
 
 
 @pytest.mark.parametrize("case", ["gpt", "gpt2", "gpt2_ml", "t5.1.0"], indirect=True)

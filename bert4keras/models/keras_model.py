@@ -44,9 +44,10 @@ class TransformerModel(keras.Model):
         else:
             arrays = list(x) if isinstance(x, (list, tuple)) else [x]
             if len(arrays) != len(names) and all(_is_array(a) for a in arrays):
-                raise ValueError(
-                    f"model {self.name!r} takes {len(names)} input(s) {names} but got "
-                    f"{len(arrays)}; an encoder-decoder needs the decoder's token ids as well")
+                hint = ("; an encoder-decoder needs the decoder's token ids as well"
+                        if any(n.startswith("Decoder-") for n in names) else "")
+                raise ValueError(f"model {self.name!r} takes {len(names)} input(s) {names} "
+                                 f"but got {len(arrays)}{hint}")
         for (index, vocab_size, layer_name) in self.token_inputs():
             if index < len(arrays) and isinstance(arrays[index], np.ndarray) and arrays[index].size:
                 ids = arrays[index]
