@@ -268,6 +268,22 @@ def test_t5_matches_hf(case):
              f"{case.name} decoder on the encoder's output")
 
 
+@pytest.mark.parametrize("case", ["gpt", "gpt2", "t5.1.0"], indirect=True)
+def test_loads_hf_base_model_checkpoints(case, tmp_path):
+    """``OpenAIGPTModel``/``GPT2Model``/``T5EncoderModel`` directories (no head, no
+    ``transformer.`` prefix) load into the same layers."""
+    if case.name == "t5.1.0":
+        transformers.T5EncoderModel.from_pretrained(case.hf_path).save_pretrained(tmp_path)
+        t = build_from_hf(tmp_path, "t5.1.0_encoder")
+        reference, valid = case.encoder_reference
+        max_diff(run(t.model, [case.inputs[0]]), reference, valid, "T5EncoderModel")
+        return
+    head_class = {"gpt": "OpenAIGPTLMHeadModel", "gpt2": "GPT2LMHeadModel"}[case.name]
+    getattr(transformers, head_class).from_pretrained(case.hf_path).transformer.save_pretrained(tmp_path)
+    t = build_from_hf(tmp_path, case.name, final_activation="linear")
+    max_diff(run(t.model, case.inputs), case.reference, case.valid, f"{case.name} base model")
+
+
 @pick("gpt2_ml")
 def test_gpt2_ml_structure_and_loaded_weights(case):
     """Spec 12: layer names, tied output (no output kernel), every weight from its variable."""
@@ -285,6 +301,8 @@ def test_gpt2_ml_structure_and_loaded_weights(case):
     V, H, L, I, P = 8021, 1536, 48, 6144, 1024  # the released 1.5B "mega" model
     per_layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H
     assert V * H + P * H + 2 * H + L * per_layer == 1_373_809_152
+    first = t.apply(layer=keras.layers.Dense, units=4, name="X")  # a name is created once ...
+    assert t.apply(layer=keras.layers.Dense, units=4, name="X") is first  # ... then re-used
     probs = np_(build_transformer_model(model="gpt2_ml", **GPT2_ML_CONFIG)(case.inputs))
     assert probs.shape == (2, 10, 50)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 from bert4keras.layers import (
-    Activation, Add, Dense, Dropout, Embedding, FeedForward, LayerNormalization,
-    MultiHeadAttention, PositionEmbedding,
+    Activation, Add, Dense, Dropout, Embedding, FeedForward, MultiHeadAttention, PositionEmbedding,
 )
 from bert4keras.models.base import LM_Mask
 from bert4keras.models.bert import BERT

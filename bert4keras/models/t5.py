@@ -104,6 +104,7 @@ class T5_Base(Transformer):
         return self.apply(inputs=[x, y], layer=Add, name=f"{name}-Add")
 
     def apply_feed_forward(self, x, name: str):
+        """Bias-free feed-forward (gated when ``hidden_act`` is a list)."""
         return self.apply(inputs=x, layer=FeedForward, units=self.intermediate_size,
                           activation=self.hidden_act, use_bias=False,
                           kernel_initializer=self.initializer, name=name)
@@ -120,6 +121,7 @@ class T5_Base(Transformer):
         return x
 
     def relative_position(self, inputs, name: str, bidirectional: bool):
+        """The relative bias (q_len, k_len, heads) of ``[q, k]`` from the stack's ``name`` table."""
         return self.apply(inputs=inputs, layer=RelativePositionEmbeddingT5,
                           input_dim=self.relative_attention_num_buckets,
                           output_dim=self.num_attention_heads,
