@@ -7,6 +7,9 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from bert4keras._parallel import parallel_apply, parallel_apply_generator  # noqa: F401
+from bert4keras.tokenizers import truncate_sequences  # noqa: F401
+
 
 def to_array(*args):
     """Convert each argument to a numpy array (one argument -> one array)."""

@@ -22,4 +22,10 @@ from bert4keras.layers.core import (  # noqa: F401
     TokenSlice,
     UniLMMask,
 )
+from bert4keras.layers.gau import DepthScaledTruncatedNormal, GatedAttentionUnit  # noqa: F401
+from bert4keras.layers.positions import (  # noqa: F401
+    RelativePositionEmbedding,
+    SinusoidalPositionEmbedding,
+)
 from bert4keras.layers.t5 import RelativePositionEmbeddingT5  # noqa: F401
+from bert4keras.layers.talking_heads import HeadMixing, TalkingHeadsAttention  # noqa: F401

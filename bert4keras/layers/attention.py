@@ -119,6 +119,8 @@ class MultiHeadAttention(Layer):
             a = a / (self.key_size ** 0.5)
         if float_bias is not None:
             a = a + ops.cast(float_bias, a.dtype)
+        if bool_bias is not None and self.return_attention_scores:  # RealFormer passes the mask on
+            a = ops.where(ops.cast(bool_bias, "bool"), a, ops.cast(-np.inf, a.dtype))
         a_masked = ops.cast(a, "float32")
         A = attention_normalize(a_masked, v_mask, -1, self.normalization,
                                 None if bool_bias is None else ops.cast(bool_bias, "bool"))

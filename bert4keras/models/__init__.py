@@ -11,8 +11,13 @@ from bert4keras.models.base import (  # noqa: F401
     LM_Mask, Transformer, UniLM_Mask, extend_with_language_model,
     extend_with_unified_language_model,
 )
+from bert4keras.models.albert import ALBERT, ALBERT_Unshared  # noqa: F401
 from bert4keras.models.bert import BERT  # noqa: F401
+from bert4keras.models.electra import ELECTRA  # noqa: F401
+from bert4keras.models.gau import GAU_alpha  # noqa: F401
 from bert4keras.models.gpt import GPT, GPT2, GPT2_ML  # noqa: F401
+from bert4keras.models.nezha import NEZHA  # noqa: F401
+from bert4keras.models.roformer import RoFormer, RoFormerV2  # noqa: F401
 from bert4keras.models.t5 import T5, T5_Base, T5_Decoder, T5_Encoder  # noqa: F401
 
 Model = keras.Model
@@ -20,6 +25,13 @@ Model = keras.Model
 MODELS: dict[str, type] = {
     "bert": BERT,
     "roberta": BERT,
+    "albert": ALBERT,
+    "albert_unshared": ALBERT_Unshared,
+    "nezha": NEZHA,
+    "roformer": RoFormer,
+    "roformer_v2": RoFormerV2,
+    "electra": ELECTRA,
+    "gau_alpha": GAU_alpha,
     "gpt": GPT,
     "gpt2": GPT2,
     "gpt2_ml": GPT2_ML,

@@ -17,9 +17,10 @@ import warnings
 import keras
 import numpy as np
 
+from bert4keras.backend import is_bool
 from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
-from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention
+from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention, TalkingHeadsAttention
 from bert4keras.models.keras_model import TransformerModel
 
 
@@ -43,6 +44,7 @@ class Transformer:
         keep_tokens=None,
         compound_tokens=None,
         residual_attention_scores: bool = False,
+        talking_heads: bool = False,
         ignore_invalid_weights: bool = False,
         autoresize_weights: bool = False,
         layers: dict | None = None,
@@ -70,6 +72,7 @@ class Transformer:
         self.keep_tokens = keep_tokens
         self.compound_tokens = compound_tokens
         self.residual_attention_scores = residual_attention_scores
+        self.talking_heads = talking_heads
         self.ignore_invalid_weights = ignore_invalid_weights
         self.autoresize_weights = autoresize_weights
         self.layer_norm_eps = layer_norm_eps
@@ -123,6 +126,8 @@ class Transformer:
             return inputs
         if layer is MultiHeadAttention and self.residual_attention_scores:
             kwargs["return_attention_scores"] = True
+        if layer is MultiHeadAttention and self.talking_heads:
+            layer = TalkingHeadsAttention
         arguments = dict(arguments or {})
         name = self.prefixed(kwargs.get("name"))
         kwargs["name"] = name
@@ -142,8 +147,10 @@ class Transformer:
         inputs = list(inputs)
         if self.attention_scores is not None:
             if arguments.get("a_bias"):
-                merged = self.apply(inputs=[inputs[3], self.attention_scores],
-                                    layer=Add, name=name + "-Attention-Bias")
+                merged = self.attention_scores  # a bool LM/UniLM mask is in them as -inf already
+                if not is_bool(inputs[3]):
+                    merged = self.apply(inputs=[inputs[3], merged], layer=Add,
+                                        name=name + "-Attention-Bias")
                 inputs = inputs[:3] + [merged] + inputs[4:]
             else:
                 inputs = inputs[:3] + [self.attention_scores] + inputs[3:]
@@ -151,6 +158,13 @@ class Transformer:
         o, a = target(inputs, **arguments)
         self.attention_scores = a
         return o
+
+    def reject_options(self, **options) -> None:
+        """Raise for build options this model does not support, when given a true value."""
+        given = [k for k, v in options.items() if v]
+        if given:
+            raise ValueError(f"{type(self).__name__} does not support the option(s) "
+                             f"{', '.join(given)}")
 
     @classmethod
     def normalize_config(cls, configs: dict, model_name: str | None = None) -> dict:

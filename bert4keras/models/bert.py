@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from bert4keras.backend import get_activation
 from bert4keras.layers import (
     Activation, Add, BiasAdd, Dense, Dropout, Embedding, FeedForward, LayerNormalization,
     MultiHeadAttention, PositionEmbedding, TokenSlice,
@@ -78,16 +79,24 @@ class BERT(Transformer):
                           hidden_units=hidden_units, hidden_activation=hidden_act,
                           hidden_initializer=self.initializer, name=name)
 
-    def apply_main_layers(self, inputs, index: int):
-        """Post-LN block: attention -> add -> LN -> feed-forward -> add -> LN."""
-        attention_name = f"Transformer-{index}-MultiHeadSelfAttention"
-        feed_forward_name = f"Transformer-{index}-FeedForward"
-        attention_mask = self.compute_attention_bias(index)
+    def block_names(self, index: int) -> tuple[str, str]:
+        """Names of block ``index``'s attention and feed-forward layers (ALBERT shares one)."""
+        return f"Transformer-{index}-MultiHeadSelfAttention", f"Transformer-{index}-FeedForward"
 
+    def attention_inputs(self, inputs, index: int) -> tuple[list, dict]:
+        """``[q, k, v, (attention bias)]`` and call arguments of block ``index``'s attention;
+        models with relative positions (NEZHA, RoFormer) append their position input."""
         x, arguments = [inputs, inputs, inputs], {"a_bias": None}
+        attention_mask = self.compute_attention_bias(index)
         if attention_mask is not None:
             arguments["a_bias"] = True
             x.append(attention_mask)
+        return x, arguments
+
+    def apply_main_layers(self, inputs, index: int):
+        """Post-LN block: attention -> add -> LN -> feed-forward -> add -> LN."""
+        attention_name, feed_forward_name = self.block_names(index)
+        x, arguments = self.attention_inputs(inputs, index)
         x = self.apply(inputs=x, layer=MultiHeadAttention, arguments=arguments,
                        heads=self.num_attention_heads, head_size=self.attention_head_size,
                        out_dim=self.hidden_size, key_size=self.attention_key_size,
@@ -120,8 +129,8 @@ class BERT(Transformer):
             outputs.append(x)
         if self.with_mlm:
             x = self.apply(inputs=inputs, layer=Dense, units=self.embedding_size,
-                           activation=self.hidden_act, kernel_initializer=self.initializer,
-                           name="MLM-Dense")
+                           activation=get_activation(self.hidden_act),
+                           kernel_initializer=self.initializer, name="MLM-Dense")
             x = self.apply_norm(x, "MLM-Norm")
             x = self.apply(inputs=x, layer=Embedding, arguments={"mode": "dense"},
                            name="Embedding-Token")
