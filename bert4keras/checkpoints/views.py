@@ -17,25 +17,31 @@ class GoogleNameView:
     ``translate(google_name) -> (name_in_file, transpose)`` maps a name to the
     file's own naming (identity for TF checkpoints). ``base_prefixes`` are model
     prefixes an HF file may or may not carry (``bert.`` for BertForPreTraining,
-    none for BertModel); lookups try the name with and without them.
+    none for BertModel); lookups try the name with and without them. ``tied``
+    maps file names (without base prefix) of tied copies, such as HF's MLM
+    decoder weight, to the Google name of the weight they repeat.
     """
 
     def __init__(self, reader: CheckpointReader, translate: Translate | None = None,
-                 base_prefixes: tuple[str, ...] = ()):
+                 base_prefixes: tuple[str, ...] = (), tied: dict[str, str] | None = None):
         self.reader = reader
         self.path = reader.path
         self.translate = translate or (lambda name: (name, False))
         self.base_prefixes = base_prefixes
+        self.tied = tied or {}
         self.used: set[str] = set()
+
+    def _bare(self, name: str) -> str:
+        """``name`` without its base prefix (``bert.``), if it has one."""
+        for prefix in self.base_prefixes:
+            if name.startswith(prefix):
+                return name[len(prefix):]
+        return name
 
     def resolve(self, name: str) -> tuple[str, bool] | None:
         """The file's name for ``name`` and whether to transpose, or None if absent."""
         target, transpose = self.translate(name)
-        bare = target
-        for prefix in self.base_prefixes:
-            if target.startswith(prefix):
-                bare = target[len(prefix):]
-                break
+        bare = self._bare(target)
         candidates = [target, bare] + [prefix + bare for prefix in self.base_prefixes]
         for candidate in candidates:
             if candidate in self.reader:
@@ -65,6 +71,15 @@ class GoogleNameView:
         return value.T if found[1] else value
 
     def unused(self) -> list[str]:
-        """Floating-point tensors of the file that nothing loaded (buffers like ids are skipped)."""
+        """Floating-point tensors of the file that nothing loaded (buffers like ids are skipped,
+        and so are tied copies equal to the weight they repeat)."""
         return [n for n in self.reader.names()
-                if n not in self.used and self.reader.dtype(n).lower().startswith(("f", "bf"))]
+                if n not in self.used and self.reader.dtype(n).startswith(("float", "bfloat"))
+                and not self._is_tied_copy(n)]
+
+    def _is_tied_copy(self, name: str) -> bool:
+        original = self.tied.get(self._bare(name))
+        found = self.resolve(original) if original is not None else None
+        if found is None or found[0] not in self.used:
+            return False
+        return np.array_equal(self.reader.get(name), self.reader.get(found[0]))

@@ -232,13 +232,16 @@ class Transformer:
         raise KeyError(f"{type(self).__name__} has no HF naming for {name!r}")
 
     hf_base_prefixes: tuple[str, ...] = ()
+    hf_tied_names: dict[str, str] = {}
+    """HF names of tied copies (e.g. the MLM decoder) -> the Google name they repeat."""
 
     def checkpoint_view(self, checkpoint) -> GoogleNameView:
         """Open ``checkpoint`` (path or reader) as a view under Google variable names."""
         reader = open_checkpoint(checkpoint)
         if reader.format == "tf":
             return GoogleNameView(reader)
-        return GoogleNameView(reader, self.hf_variable_name, self.hf_base_prefixes)
+        return GoogleNameView(reader, self.hf_variable_name, self.hf_base_prefixes,
+                              self.hf_tied_names)
 
     def load_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """Apply ``keep_tokens`` (select rows) and ``compound_tokens`` (append averaged rows)."""
@@ -292,7 +295,7 @@ class Transformer:
                 value = self._fit_shape(layer, i, weight, value, name, view.path)
                 pairs.append((weight, value))
         for weight, value in pairs:
-            weight.assign(value.astype(keras.backend.standardize_dtype(weight.dtype)))
+            weight.assign(value.astype(keras.backend.standardize_dtype(weight.dtype), copy=False))
         unused = view.unused()
         if unused:
             shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")

@@ -197,6 +197,8 @@ class BERT(Transformer):
         return mapping
 
     hf_base_prefixes = ("bert.", "roberta.")
+    hf_tied_names = {"cls.predictions.decoder.weight": "bert/embeddings/word_embeddings",
+                     "cls.predictions.decoder.bias": "cls/predictions/output_bias"}
 
     def hf_variable_name(self, name: str) -> tuple[str, bool]:
         """Google BERT name -> HF ``BertModel``/``BertForPreTraining`` name (kernels transposed)."""
