@@ -138,6 +138,15 @@ def test_residual_attention_scores_roformer(roformer_checkpoint):
     assert relative_error(got, hidden) <= TOLERANCE
 
 
+def test_residual_attention_scores_under_the_lm_mask(bert_checkpoint):
+    """RealFormer with application='lm' keeps both the residual scores and the causal mask."""
+    expected = np_encoder(bert_checkpoint[0], IDS, SEGS, heads=4, layers=2, positions="absolute",
+                          residual_scores=True, causal=True)
+    model = build(bert_checkpoint, application="lm", residual_attention_scores=True)
+    hidden = keras.Model(model.inputs, model.get_layer("MLM-Dense").input)
+    assert relative_error(predict(hidden)[0], expected) <= TOLERANCE
+
+
 @pytest.mark.parametrize("options", [{}, {"talking_heads": True}])
 def test_residual_attention_scores_keep_the_causal_mask(options):
     """RealFormer with application='lm': no position ever sees a later token."""

@@ -111,12 +111,12 @@ def key_mask(ids):
 
 
 def np_encoder(w, ids, segs, *, heads, layers, positions, norm="layer", act=np_gelu,
-               residual_scores=False, max_relative=64):
+               residual_scores=False, causal=False, max_relative=64):
     """BERT-family forward pass. ``positions``: 'absolute' (BERT), 'relative' (NEZHA,
     arXiv:1909.00204: sinusoids of the clipped distance added to keys and values),
     'rotary' (RoFormer). ``norm='rms'`` is RoFormerV2's parameter-free norm.
     ``residual_scores``: RealFormer (arXiv:2012.11747), each layer's pre-softmax scores
-    are added to the next layer's."""
+    are added to the next layer's. ``causal``: language-model mask."""
     def normalize(x, name):
         return np_layer_norm(w, x, name) if norm == "layer" else np_rms_norm(x)
 
@@ -128,6 +128,8 @@ def np_encoder(w, ids, segs, *, heads, layers, positions, norm="layer", act=np_g
     if "bert/encoder/embedding_hidden_mapping_in/kernel" in w:
         x = np_dense(w, x, "bert/encoder/embedding_hidden_mapping_in")
     valid = key_mask(ids)[:, None, None, :]
+    if causal:
+        valid = valid & np.tri(n, dtype=bool)
     distances = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -max_relative, max_relative)
     previous = None
     for i in range(layers):
