@@ -138,7 +138,13 @@ def _spans(mapping: list[list[int]]) -> Offsets:
 
 
 class TokenizerBase:
-    """Shared tokenize/encode logic: special tokens, truncation, segment ids."""
+    """Shared tokenize/encode logic: special tokens, truncation, segment ids.
+
+    Subclasses with a Rust path (HF `tokenizers`) set `fast` and override `_content`.
+    """
+
+    fast = False
+    _rust: Any = None
 
     def __init__(
         self,
@@ -180,9 +186,37 @@ class TokenizerBase:
                 f"({', '.join(specials)}) that {'a text pair' if pair else 'a text'} needs"
             )
 
+    def _choose_fast(self, fast: bool | None) -> bool:
+        """Resolve fast=None/True/False against what the configuration allows."""
+        reason = self._fast_unsupported_reason()
+        if fast and reason:
+            raise ValueError(f"fast=True is not possible: {reason}")
+        return reason is None if fast is None else bool(fast)
+
+    def _fast_unsupported_reason(self) -> str | None:
+        """Why the Rust path cannot reproduce this configuration, or None."""
+        if self._pre_tokenize is not None:
+            return "a pre_tokenize function is set"
+        if self._token_translate:
+            return "token_translate is set"
+        try:
+            import tokenizers  # noqa: F401
+        except ImportError:
+            return "the 'tokenizers' package is not installed (pip install tokenizers)"
+        return None
+
+    def __getstate__(self) -> dict:
+        """Picklable (e.g. for spawn workers): a Rust pipeline is rebuilt on first use."""
+        return {**self.__dict__, "_rust": None}
+
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of `text` with the start/end tokens; truncated (before the end token) to maxlen."""
-        tokens = [self._token_translate.get(token) or token for token in self._tokenize(text)]
+        if self.fast:
+            tokens = self._content([text], tokens=True)[0][0]
+        else:
+            tokens = self._tokenize(text)
+            if self._token_translate:
+                tokens = [self._token_translate.get(token) or token for token in tokens]
         return self._add_specials(tokens, maxlen)
 
     def _add_specials(self, tokens: list[str], maxlen: int | None) -> list[str]:
@@ -250,6 +284,10 @@ class TokenizerBase:
 
         pattern 'S*E*E' joins a pair as [CLS] a [SEP] b [SEP]; any other keeps b's start token.
         """
+        if self.fast and isinstance(first_text, str) and isinstance(second_text, (str, type(None))):
+            seconds = None if second_text is None else [second_text]
+            ids, segments = self.encode_batch([first_text], seconds, maxlen, pattern, truncate_from)
+            return ids[0], segments[0]
         if isinstance(first_text, str):
             self._check_maxlen(maxlen, second_text is not None, pattern)
             first = self.tokenize(first_text)
@@ -432,18 +470,10 @@ class Tokenizer(TokenizerBase):
         self._kind_cache: dict[str, int] = {}
         self._spacing: dict[int, str | None] = {}  # str.translate table of the classified chars
         self._char_cache: dict[str, str | None] = {}
-        reason = self._fast_unsupported_reason()
-        if fast and reason:
-            raise ValueError(f"fast=True is not possible: {reason}")
-        self.fast = reason is None if fast is None else bool(fast)
-        self._fast_impl: _FastWordPiece | None = None
+        self.fast = self._choose_fast(fast)
 
     def _fast_unsupported_reason(self) -> str | None:
         """Why the Rust path cannot reproduce this configuration, or None."""
-        if self._pre_tokenize is not None:
-            return "a pre_tokenize function is set"
-        if self._token_translate:
-            return "token_translate is set"
         overridden = [n for n in _FAST_RULES if getattr(type(self), n) is not getattr(Tokenizer, n)]
         if overridden:
             return f"{type(self).__name__} overrides {', '.join(overridden)}"
@@ -451,18 +481,14 @@ class Tokenizer(TokenizerBase):
             return f"word_maxlen={self._word_maxlen!r} is not a non-negative int"
         if not all(isinstance(i, int) and 0 <= i < 2**32 - 1 for i in self._token_dict.values()):
             return f"the {self._vocab_name} has ids that are not 32-bit non-negative ints"
-        try:
-            import tokenizers  # noqa: F401
-        except ImportError:
-            return "the 'tokenizers' package is not installed (pip install tokenizers)"
-        return None
+        return super()._fast_unsupported_reason()
 
     @property
     def _fast_path(self) -> _FastWordPiece:
         """The Rust tokenizer, built on first use."""
-        if self._fast_impl is None:
-            self._fast_impl = _FastWordPiece(self._token_dict, self._do_lower_case, self._word_maxlen)
-        return self._fast_impl
+        if self._rust is None:
+            self._rust = _FastWordPiece(self._token_dict, self._do_lower_case, self._word_maxlen)
+        return self._rust
 
     # -- ids ------------------------------------------------------------------
 
@@ -472,6 +498,17 @@ class Tokenizer(TokenizerBase):
         if index is None:
             raise ValueError(self._missing_unk_message(token))
         return index
+
+    def tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Ids of tokens (one dict lookup each unless token_to_id is overridden)."""
+        if type(self).token_to_id is not Tokenizer.token_to_id:
+            return super().tokens_to_ids(tokens)
+        tokens = list(tokens)
+        get, unk = self._token_dict.get, self._token_unk_id
+        ids = [get(token, unk) for token in tokens]
+        if unk is None and None in ids:
+            raise ValueError(self._missing_unk_message(tokens[ids.index(None)]))
+        return ids
 
     def _missing_unk_message(self, token: str) -> str:
         return f"{token!r} is not in the {self._vocab_name}, which has no {self._token_unk!r} token for it"
@@ -682,30 +719,6 @@ class Tokenizer(TokenizerBase):
         return _spans(self.rematch(text, tokens))
 
     # -- fast path --------------------------------------------------------------
-
-    def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
-        """Tokens of `text` with the start/end tokens; truncated (before the end token) to maxlen."""
-        if not self.fast:
-            return super().tokenize(text, maxlen)
-        return self._add_specials(self._content([text], tokens=True)[0][0], maxlen)
-
-    def encode(
-        self,
-        first_text: str | list[str],
-        second_text: str | list[str] | None = None,
-        maxlen: int | None = None,
-        pattern: str = "S*E*E",
-        truncate_from: str | int = "right",
-    ) -> tuple[list[int], list[int]]:
-        """(token_ids, segment_ids) of a text or pair; texts may be given as token lists.
-
-        pattern 'S*E*E' joins a pair as [CLS] a [SEP] b [SEP]; any other keeps b's start token.
-        """
-        if self.fast and isinstance(first_text, str) and isinstance(second_text, (str, type(None))):
-            seconds = None if second_text is None else [second_text]
-            ids, segments = self.encode_batch([first_text], seconds, maxlen, pattern, truncate_from)
-            return ids[0], segments[0]
-        return super().encode(first_text, second_text, maxlen, pattern, truncate_from)
 
     def _content(self, texts: Sequence[str], tokens: bool = False, offsets: bool = False) -> list[tuple]:
         if not self.fast:
@@ -1059,11 +1072,7 @@ class BPETokenizer(TokenizerBase):
                 raise ValueError(f"token_{name}={token!r} is not in the BPE vocab")
         self._cache: dict[str, list[str]] = {}
         self._splitter = None
-        reason = self._fast_unsupported_reason()
-        if fast and reason:
-            raise ValueError(f"fast=True is not possible: {reason}")
-        self.fast = reason is None if fast is None else bool(fast)
-        self._rust = None
+        self.fast = self._choose_fast(fast)
 
     @classmethod
     def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, **kwargs: Any) -> BPETokenizer:
@@ -1111,18 +1120,6 @@ class BPETokenizer(TokenizerBase):
             for left, right in (_rank_merge(ranks, token, rank) for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]) if len(token) > 1)
         ]
         return cls(encoder, merges, special_tokens=list(special_tokens), **kwargs)
-
-    def _fast_unsupported_reason(self) -> str | None:
-        """Why the Rust path cannot be used, or None."""
-        if self._pre_tokenize is not None:
-            return "a pre_tokenize function is set"
-        if self._token_translate:
-            return "token_translate is set"
-        try:
-            import tokenizers  # noqa: F401
-        except ImportError:
-            return "the 'tokenizers' package is not installed (pip install tokenizers)"
-        return None
 
     @property
     def _fast_path(self) -> Any:
@@ -1226,27 +1223,6 @@ class BPETokenizer(TokenizerBase):
 
     def _token_spans(self, text: str, tokens: list[str]) -> Offsets:
         return [span for _, spans in self._pure_pieces(text) for span in spans]
-
-    def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
-        """Byte-level tokens of text with the start/end tokens (if any), truncated to maxlen."""
-        if not self.fast:
-            return super().tokenize(text, maxlen)
-        return self._add_specials(self._content([text], tokens=True)[0][0], maxlen)
-
-    def encode(
-        self,
-        first_text: str | list[str],
-        second_text: str | list[str] | None = None,
-        maxlen: int | None = None,
-        pattern: str = "S*E*E",
-        truncate_from: str | int = "right",
-    ) -> tuple[list[int], list[int]]:
-        """(token_ids, segment_ids) of a text or pair; texts may be given as token lists."""
-        if self.fast and isinstance(first_text, str) and isinstance(second_text, (str, type(None))):
-            seconds = None if second_text is None else [second_text]
-            ids, segments = self.encode_batch([first_text], seconds, maxlen, pattern, truncate_from)
-            return ids[0], segments[0]
-        return super().encode(first_text, second_text, maxlen, pattern, truncate_from)
 
     def _content(self, texts: Sequence[str], tokens: bool = False, offsets: bool = False) -> list[tuple]:
         if not self.fast:
