@@ -190,6 +190,12 @@ class LayerNormalization(ScaleOffset):
             conds = ops.cast(align(conds, [0, -1], len(inputs.shape)), "float32")
         dtype = inputs.dtype
         x = ops.cast(inputs, "float32")
+        if conds is None and self.zero_mean and self.unit_variance \
+                and self.scale in (True, False, None) and self.offset in (True, False, None):
+            gamma = ops.cast(self.gamma, "float32") if self.scale is True else None
+            beta = ops.cast(self.beta, "float32") if self.offset is True else None
+            # keras's fused kernel (torch: F.layer_norm) computes the same formula
+            return ops.cast(ops.layer_normalization(x, gamma, beta, epsilon=self.epsilon), dtype)
         if self.zero_mean:
             x = x - ops.mean(x, axis=-1, keepdims=True)
         if self.unit_variance:
