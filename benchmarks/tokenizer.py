@@ -4,7 +4,9 @@ Sentences/s on 10k English tweets (MiniLM vocab) and 10k Chinese reviews (Chines
 vocab), lowercasing as the models expect; each timing is the median of --repeats runs,
 interleaved so that machine load hits all three alike. Not a test: run it by hand,
 
-    python benchmarks/tokenizer.py [--repeats 5] [--lines 10000]
+    python benchmarks/tokenizer.py [--repeats 5] [--lines 10000] [--threads N]
+
+--threads sets RAYON_NUM_THREADS, the number of Rust threads of both HF and our fast path.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lines", type=int, default=10000)
+    parser.add_argument("--threads", type=int, default=None, help="Rust threads (default: all cores)")
     args = parser.parse_args()
+    if args.threads:
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when tokenizers starts its pool
 
     from bert4keras.tokenizers import Tokenizer
 
