@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -199,9 +200,7 @@ class TokenizerBase:
             return "a pre_tokenize function is set"
         if self._token_translate:
             return "token_translate is set"
-        try:
-            import tokenizers  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tokenizers") is None:
             return "the 'tokenizers' package is not installed (pip install tokenizers)"
         return None
 
@@ -553,9 +552,9 @@ class Tokenizer(TokenizerBase):
                 kind = _DROP
             else:
                 kind = _KEEP
-            self._kind_cache[ch] = kind
-            if kind != _KEEP:
+            if kind != _KEEP:  # before the cache entry: other threads trust the cache
                 self._spacing[ord(ch)] = (" " + ch + " ", " ", None)[kind]
+            self._kind_cache[ch] = kind
         return kind
 
     def _tokenize(self, text: str, pre_tokenize: bool = True) -> list[str]:

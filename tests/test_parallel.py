@@ -12,6 +12,9 @@ import pytest
 
 from bert4keras._parallel import count_tokens, parallel_apply, parallel_apply_generator
 
+# JAX (imported by other test modules) warns on every fork; our workers never touch it.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
 
 @pytest.fixture(autouse=True)
 def no_hang():

@@ -390,41 +390,32 @@ fuzz_text = st.text(
 )
 
 
+@pytest.fixture(scope="module")
+def fuzz_pairs(en_vocab, chinese_vocab):
+    """(fast, pure) tokenizers: uncased English and cased Chinese (the two Rust pipelines)."""
+    return [
+        (Tokenizer(vocab, do_lower_case=lower), Tokenizer(vocab, do_lower_case=lower, fast=False))
+        for vocab, lower in ((en_vocab, True), (chinese_vocab, False))
+    ]
+
+
 @pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(fuzz_text, min_size=500, max_size=500))
-def test_fast_equals_pure_fuzz(en_vocab, chinese_vocab, texts):
-    # 20 x 500 = 10,000 strings per vocab/case setting
-    for vocab, lower in ((en_vocab, True), (chinese_vocab, False)):
-        fast = _cached_tokenizer(vocab, lower, True)
-        pure = _cached_tokenizer(vocab, lower, False)
+def test_fast_equals_pure_fuzz(fuzz_pairs, texts):
+    # 20 examples x 500 strings = 10,000 strings through each pair
+    for fast, pure in fuzz_pairs:
         a = assert_same(fast, pure, texts)
-        for text, ids, spans in zip(texts, a[0], a[2]):
+        for text, spans in zip(texts, a[2]):
             tokens = pure.tokenize(text)
             assert fast.tokenize(text) == tokens
             for token, span, mapping in zip(tokens, spans, pure.rematch(text, tokens)):
                 if pure._is_special(token):
                     assert mapping == [] and span == (0, 0)
                     continue
+                # rematch points at the source characters whose normalization holds the token
                 assert mapping == sorted(mapping) and span == (mapping[0], mapping[-1] + 1)
-                source = pure._normalize_word(text[span[0] : span[1]])
-                assert pure.stem(token) in source, (text, token, span)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _clear_cache():
-    yield
-    _TOKENIZERS.clear()
-
-
-_TOKENIZERS = {}
-
-
-def _cached_tokenizer(vocab, lower, fast):
-    key = (vocab, lower, fast)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = Tokenizer(vocab, do_lower_case=lower, fast=fast)
-    return _TOKENIZERS[key]
+                assert pure.stem(token) in pure._normalize_word(text[span[0] : span[1]]), (text, token)
 
 
 def test_unknown_words_and_word_maxlen(chinese_vocab):
