@@ -6,7 +6,6 @@ PyTorch and TensorFlow.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
@@ -15,17 +14,15 @@ import numpy as np
 from keras import ops
 
 from bert4keras import _k as K
+from bert4keras.recompute import do_recompute, recompute_grad, set_recompute
 
 __all__ = [
     "keras", "K", "ops", "gelu_erf", "gelu_tanh", "gelu_sigmoid", "set_gelu", "get_gelu",
     "piecewise_linear", "align", "sequence_masking", "attention_normalize", "batch_gather",
     "root_mean_square", "sinusoidal_embeddings", "Sinusoidal", "apply_rotary_position_embeddings",
     "multilabel_categorical_crossentropy", "sparse_multilabel_categorical_crossentropy",
-    "search_layer", "do_recompute", "infinity", "is_bool",
+    "search_layer", "do_recompute", "recompute_grad", "set_recompute", "infinity", "is_bool",
 ]
-
-do_recompute = os.environ.get("RECOMPUTE", "0").lower() in ("1", "true", "yes", "on")
-"""``RECOMPUTE=1`` in the environment (read once, at import) turns on recompute by default."""
 
 
 def infinity() -> float:

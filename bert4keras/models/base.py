@@ -21,7 +21,13 @@ from bert4keras.backend import is_bool
 from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
 from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention, TalkingHeadsAttention
+from bert4keras.layers import FeedForward, GatedAttentionUnit, ScaleOffset
 from bert4keras.models.keras_model import TransformerModel
+from bert4keras.recompute import recompute_enabled, recompute_layer
+
+RECOMPUTED_LAYERS = (ScaleOffset, MultiHeadAttention, FeedForward, GatedAttentionUnit)
+"""Layers whose ``call`` is recomputed in the backward pass when a model is built with recompute
+(those bert4keras decorated with ``recompute_grad``; ScaleOffset covers LayerNormalization)."""
 
 
 class Transformer:
@@ -51,6 +57,7 @@ class Transformer:
         prefix: str | None = None,
         name: str | None = None,
         layer_norm_eps: float = 1e-12,
+        recompute: bool | None = None,
         **kwargs,
     ):
         if keep_tokens is not None:
@@ -76,6 +83,7 @@ class Transformer:
         self.ignore_invalid_weights = ignore_invalid_weights
         self.autoresize_weights = autoresize_weights
         self.layer_norm_eps = layer_norm_eps
+        self.recompute = recompute_enabled() if recompute is None else recompute
         self.attention_bias = None
         self.position_bias = None
         self.attention_scores = None
@@ -133,6 +141,8 @@ class Transformer:
         kwargs["name"] = name
         if name not in self.layers:
             created = layer(**kwargs)
+            if self.recompute and isinstance(created, RECOMPUTED_LAYERS):
+                recompute_layer(created)
             name = created.name
             self.layers[name] = created
         if inputs is None:
