@@ -12,6 +12,15 @@ from bert4keras.backend import (
 from bert4keras.layers.core import Layer, register
 
 
+def _fused_supported(dtype) -> bool:
+    """Keras's JAX attention asks for float16 dots accumulated in float32, which XLA:CPU lacks."""
+    if keras.backend.backend() != "jax" or keras.backend.standardize_dtype(dtype) != "float16":
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 @register
 class MultiHeadAttention(Layer):
     """Multi-head attention over ``inputs = [q, k, v, (a_bias), (position inputs...)]``.
@@ -97,7 +106,7 @@ class MultiHeadAttention(Layer):
         use_fused = (
             self.normalization == "softmax" and not self.return_attention_scores
             and p_bias != "typical_relative" and self.key_size == self.head_size
-            and not (training and self.attention_dropout)
+            and not (training and self.attention_dropout) and _fused_supported(qw.dtype)
         )
         if p_bias == "t5_relative":
             position_bias = ops.expand_dims(ops.transpose(inputs[n], (2, 0, 1)), 0)
