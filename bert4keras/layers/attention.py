@@ -87,22 +87,29 @@ class MultiHeadAttention(Layer):
     def _split_heads(self, x, size):
         return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))
 
-    def pay_attention_to(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
-        """Scaled dot-product attention on per-head tensors (b, n, h, d).
-
-        Returns ``(o, a)``: the output (b, n, h, head_size) and the pre-softmax
-        scores (b, h, n, m), or ``None`` when the fused kernel was used.
-        """
+    def unpack_attention_inputs(self, inputs, a_bias, p_bias):
+        """Split ``[qw, kw, vw, (a_bias), (position)]``: returns ``(qw, kw, vw, bias, position)``
+        with a 3-D bias aligned to (b, h, n, m) and RoPE already applied to q and k."""
         (qw, kw, vw), n = inputs[:3], 3
-        _, v_mask = mask
         bias = None
         if a_bias:
             bias = inputs[n]
             n += 1
             if len(bias.shape) == 3:
                 bias = align(bias, [0, -2, -1], 4)
+        position = inputs[n] if len(inputs) > n else None
         if p_bias == "rotary":
-            qw, kw = apply_rotary_position_embeddings(inputs[n], qw, kw)
+            qw, kw = apply_rotary_position_embeddings(position, qw, kw)
+        return qw, kw, vw, bias, position
+
+    def pay_attention_to(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
+        """Scaled dot-product attention on per-head tensors (b, n, h, d).
+
+        Returns ``(o, a)``: the output (b, n, h, head_size) and the pre-softmax
+        scores (b, h, n, m), or ``None`` when the fused kernel was used.
+        """
+        qw, kw, vw, bias, position = self.unpack_attention_inputs(inputs, a_bias, p_bias)
+        _, v_mask = mask
         dropout = (self.attention_dropout or 0.0) if training else 0.0
         use_fused = (
             self.normalization == "softmax" and not self.return_attention_scores
@@ -110,7 +117,7 @@ class MultiHeadAttention(Layer):
             and (not dropout or keras.backend.backend() == "torch") and _fused_supported(qw.dtype)
         )
         if p_bias == "t5_relative":
-            position_bias = ops.expand_dims(ops.transpose(inputs[n], (2, 0, 1)), 0)
+            position_bias = ops.expand_dims(ops.transpose(position, (2, 0, 1)), 0)
             if bias is None or is_bool(bias):
                 float_bias, bool_bias = position_bias, bias
             else:
@@ -123,7 +130,7 @@ class MultiHeadAttention(Layer):
             return self._fused_attention(qw, kw, vw, v_mask, float_bias, bool_bias, dropout), None
         a = ops.einsum("bjhd,bkhd->bhjk", qw, kw)
         if p_bias == "typical_relative":
-            position_embeddings = inputs[n]
+            position_embeddings = position
             a = a + ops.einsum("bjhd,jkd->bhjk", qw, position_embeddings)
         if self.attention_scale:
             a = a / (self.key_size ** 0.5)

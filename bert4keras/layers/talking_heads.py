@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from bert4keras.backend import (
-    align, apply_rotary_position_embeddings, attention_normalize, is_bool,
-)
+from bert4keras.backend import attention_normalize, is_bool
 from bert4keras.layers.attention import MultiHeadAttention
 from bert4keras.layers.core import Layer, register
 
@@ -70,21 +68,13 @@ class TalkingHeadsAttention(MultiHeadAttention):
             self.weights_mixing.build((None, self.num_mixtures, q_len, k_len))
 
     def pay_attention_to(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
-        (qw, kw, vw), n = inputs[:3], 3
+        qw, kw, vw, bias, position = self.unpack_attention_inputs(inputs, a_bias, p_bias)
         _, v_mask = mask
-        bias = None
-        if a_bias:
-            bias = inputs[n]
-            n += 1
-            if len(bias.shape) == 3:
-                bias = align(bias, [0, -2, -1], 4)
-        if p_bias == "rotary":
-            qw, kw = apply_rotary_position_embeddings(inputs[n], qw, kw)
         a = ops.einsum("bjhd,bkhd->bhjk", qw, kw)
         if p_bias == "typical_relative":
-            a = a + ops.einsum("bjhd,jkd->bhjk", qw, inputs[n])
+            a = a + ops.einsum("bjhd,jkd->bhjk", qw, position)
         elif p_bias == "t5_relative":
-            a = a + ops.expand_dims(ops.transpose(inputs[n], (2, 0, 1)), 0)
+            a = a + ops.expand_dims(ops.transpose(position, (2, 0, 1)), 0)
         if self.attention_scale:
             a = a / (self.key_size ** 0.5)
         a = self.logits_mixing(a)
@@ -100,7 +90,7 @@ class TalkingHeadsAttention(MultiHeadAttention):
             A = self.dropout(A, training=training)
         o = ops.einsum("bhjk,bkhd->bjhd", A, vw)
         if p_bias == "typical_relative":
-            o = o + ops.einsum("bhjk,jkd->bjhd", A, ops.cast(inputs[n], A.dtype))
+            o = o + ops.einsum("bhjk,jkd->bjhd", A, ops.cast(position, A.dtype))
         return o, a
 
     def compute_output_shape(self, input_shape):

@@ -46,7 +46,17 @@ class BERT(Transformer):
         return inputs
 
     def apply_embeddings(self, inputs):
-        inputs = list(inputs)
+        x = self.apply_summed_embeddings(inputs)
+        x = self.apply_norm(x, "Embedding-Norm")
+        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
+        if self.embedding_size != self.hidden_size:
+            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
+                           kernel_initializer=self.initializer, name="Embedding-Mapping")
+        return x
+
+    def apply_summed_embeddings(self, inputs):
+        """Token + segment + (learned) position embeddings, before any norm."""
+        inputs = list(inputs) if isinstance(inputs, list) else [inputs]
         x = inputs.pop(0)
         s = inputs.pop(0) if self.segment_vocab_size > 0 else None
         p = inputs.pop(0) if self.custom_position_ids else None
@@ -64,11 +74,6 @@ class BERT(Transformer):
                        merge_mode="add", hierarchical=self.hierarchical_position,
                        embeddings_initializer=self.initializer,
                        custom_position_ids=self.custom_position_ids, name="Embedding-Position")
-        x = self.apply_norm(x, "Embedding-Norm")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
         return x
 
     def apply_norm(self, x, name: str):

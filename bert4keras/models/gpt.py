@@ -69,24 +69,7 @@ class GPT(LM_Mask, BERT):
 
     def apply_embeddings(self, inputs):
         """Token (+ segment) + position embeddings; unlike BERT, no LayerNorm."""
-        inputs = list(inputs) if isinstance(inputs, list) else [inputs]
-        x = inputs.pop(0)
-        s = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        p = inputs.pop(0) if self.custom_position_ids else None
-        x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        if s is not None:
-            name = "Embedding-Token" if self.shared_segment_embeddings else "Embedding-Segment"
-            s = self.apply(inputs=s, layer=Embedding, input_dim=self.segment_vocab_size,
-                           output_dim=self.embedding_size,
-                           embeddings_initializer=self.initializer, name=name)
-            x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
-        x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
-                       input_dim=self.max_position, output_dim=self.embedding_size,
-                       merge_mode="add", hierarchical=self.hierarchical_position,
-                       embeddings_initializer=self.initializer,
-                       custom_position_ids=self.custom_position_ids, name="Embedding-Position")
+        x = self.apply_summed_embeddings(inputs)
         return self.apply_embedding_tail(x)
 
     def apply_embedding_tail(self, x):
