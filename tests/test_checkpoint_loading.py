@@ -375,6 +375,54 @@ def test_ignore_invalid_weights_warns_and_loads_the_rest(tmp_path):
     assert not got[MISSING].any()  # left at its (zero) initial value
 
 
+DROPPED_KERNELS = ["bert/encoder/layer_1/attention/self/key/kernel", "bert/embeddings/word_embeddings"]
+
+
+def test_weights_the_checkpoint_does_not_fill_get_their_real_random_draw(tmp_path):
+    """Building with a checkpoint skips the random draws; the ones it leaves unfilled are drawn after."""
+    prefix = write_variant(tmp_path, drop=DROPPED_KERNELS)
+    bert = build(checkpoint=prefix, ignore_invalid_weights=True, **HEADS)
+    got = weights_by_name(bert)
+    for name in DROPPED_KERNELS:  # truncated normal(0.02): std 0.0176, nothing beyond 0.04
+        assert np.isfinite(got[name]).all(), name
+        assert 0.015 < got[name].std() < 0.02 and np.abs(got[name]).max() <= 0.04, name
+    for name, value in fixture_values().items():
+        if name not in DROPPED_KERNELS:
+            assert_same(got[name], value.T if name == NSP_WEIGHTS else value, name)
+    for weight in bert.model.weights:
+        assert np.isfinite(np_(weight)).all(), weight.path
+    assert not bert.deferred_initializers
+
+
+def test_deferred_weights_are_placeholders_until_loaded(tmp_path):
+    from bert4keras.layers import deferred_initialization
+    from bert4keras.models import BERT
+
+    with open(BERT_CONFIG) as f:
+        config = json.load(f)
+    bert = BERT(**{k: config[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                                          "num_attention_heads", "intermediate_size")},
+               max_position=config["max_position_embeddings"], **HEADS)
+    with deferred_initialization(bert.deferred_initializers):
+        bert.build()
+    word = bert.layers["Embedding-Token"].embeddings
+    assert np.isnan(np_(word)).all()  # nothing drawn yet
+    assert bert.deferred_initializers[("Embedding-Token", tuple(word.shape))].stddev == 0.02
+    assert not np.isnan(np_(bert.layers["Embedding-Norm"].weights[0])).any()  # ones: not deferred
+    bert.load_weights_from_checkpoint(BERT_PREFIX)
+    assert_same(np_(word), fixture_values()["bert/embeddings/word_embeddings"], "word")
+
+
+def test_without_a_checkpoint_weights_are_drawn_at_build_and_saved_models_reload(tmp_path):
+    bert = build(checkpoint=None)
+    word = np_(bert.layers["Embedding-Token"].embeddings)
+    assert 0.015 < word.std() < 0.02 and not bert.deferred_initializers
+    path = str(tmp_path / "bert.keras")
+    bert.model.save(path)
+    config = json.dumps(keras.saving.load_model(path).get_layer("Embedding-Token").get_config())
+    assert "bert4keras>TruncatedNormal" in config and '"stddev": 0.02' in config
+
+
 @pytest.mark.parametrize("override, variable, stored, expected", [
     ({"hidden_size": 48}, "bert/embeddings/word_embeddings", (100, 32), (100, 48)),
     ({"vocab_size": 120}, "bert/embeddings/word_embeddings", (100, 32), (120, 32)),

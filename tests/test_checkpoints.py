@@ -46,15 +46,25 @@ def assert_same(got: np.ndarray, want: np.ndarray, name: str = "") -> None:
 # --------------------------------------------------------------------------
 
 
-def test_crc32c_check_value_and_vectorised_path_agree_with_bytewise():
-    assert tfc.crc32c(b"123456789") == 0xE3069283
-    assert tfc.crc32c(b"") == 0
+@pytest.mark.parametrize("implementation", ["numpy", "default"])
+def test_crc32c_check_value_and_vectorised_path_agree_with_bytewise(implementation):
+    crc32c = tfc.crc32c_numpy if implementation == "numpy" else tfc.crc32c
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"") == 0
     rng = np.random.default_rng(0)
     for n in (1, 255, 4096, 4099, 12345, 65536 * 3 + 7):
         data = rng.integers(0, 256, n, dtype=np.uint8)
         bytewise = tfc._crc_bytes(0xFFFFFFFF, data.tobytes()) ^ 0xFFFFFFFF
-        assert tfc.crc32c(data) == bytewise == tfc.crc32c(data.tobytes()), n
-        assert tfc.crc32c(data[n // 2 :], tfc.crc32c(data[: n // 2])) == bytewise, n
+        assert crc32c(data) == bytewise == crc32c(data.tobytes()), n
+        assert crc32c(data[n // 2 :], crc32c(data[: n // 2])) == bytewise, n
+        assert crc32c(data[::3]) == crc32c(data[::3].copy()), n
+    assert data.flags.writeable  # the fast path must not freeze the caller's array
+
+
+def test_crc32c_uses_the_c_extension_when_installed():
+    google_crc32c = pytest.importorskip("google_crc32c")
+    if google_crc32c.implementation == "c":
+        assert tfc._fast_crc32c is google_crc32c
 
 
 def test_snappy_literal_and_overlapping_copy():

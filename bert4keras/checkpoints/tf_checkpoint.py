@@ -94,9 +94,37 @@ def _zero_shift_tables(nbytes: int) -> np.ndarray:
 
 
 def crc32c(data, crc: int = 0) -> int:
-    """crc32c of a bytes-like object or numpy array, continuing from ``crc``."""
+    """crc32c of a bytes-like object or numpy array, continuing from ``crc``.
+
+    Uses the hardware-accelerated C extension of ``google-crc32c`` when it is
+    installed with one (a dependency; ~10 GB/s), else the numpy lanes below (~0.4 GB/s).
+    """
+    if _fast_crc32c is not None:
+        buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        buf = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+        if buf.flags.writeable:  # the extension takes read-only buffers only
+            buf = buf.view()
+            buf.flags.writeable = False
+        return _fast_crc32c.extend(crc, buf)
+    return crc32c_numpy(data, crc)
+
+
+def _load_fast_crc32c():
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    # Its pure-Python fallback is far slower than the numpy path.
+    return google_crc32c if getattr(google_crc32c, "implementation", None) == "c" else None
+
+
+_fast_crc32c = _load_fast_crc32c()
+
+
+def crc32c_numpy(data, crc: int = 0) -> int:
+    """crc32c in numpy alone (the fallback of :func:`crc32c`)."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-    buf = buf.reshape(-1).view(np.uint8)
+    buf = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
     state = crc ^ 0xFFFFFFFF
     lane = min(1024, (buf.size // 256) & ~3)
     lanes = buf.size // lane if lane >= 16 else 0

@@ -22,6 +22,11 @@ from bert4keras.layers.core import (  # noqa: F401
     TokenSlice,
     UniLMMask,
 )
+from bert4keras.layers.initializers import (  # noqa: F401
+    DeferrableInitializer,
+    TruncatedNormal,
+    deferred_initialization,
+)
 from bert4keras.layers.gau import DepthScaledTruncatedNormal, GatedAttentionUnit  # noqa: F401
 from bert4keras.layers.positions import (  # noqa: F401
     RelativePositionEmbedding,

@@ -8,10 +8,11 @@ from keras import initializers, ops
 
 from bert4keras.backend import apply_rotary_position_embeddings, attention_normalize, get_activation
 from bert4keras.layers.core import Layer, ScaleOffset, register, serialize_activation
+from bert4keras.layers.initializers import DeferrableInitializer
 
 
 @register
-class DepthScaledTruncatedNormal(keras.initializers.Initializer):
+class DepthScaledTruncatedNormal(DeferrableInitializer):
     """Truncated normal with stddev ``1.13684723 / sqrt(fan) * gain * num_layers**(-1/order)``.
 
     ``fan`` is ``shape[0]``, or ``shape[1]`` when ``shape[0]`` looks like a vocabulary
@@ -25,7 +26,7 @@ class DepthScaledTruncatedNormal(keras.initializers.Initializer):
         self.gain = gain
         self.seed = seed
 
-    def __call__(self, shape, dtype=None):
+    def sample(self, shape, dtype=None):
         fan = shape[1] if len(shape) > 1 and (shape[0] > 10000 or shape[0] < 10) else shape[0]
         gain = self.gain * self.num_layers ** (-1.0 / self.order)
         stddev = 1.13684723 / fan ** 0.5 * gain

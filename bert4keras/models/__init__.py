@@ -7,6 +7,7 @@ import os
 
 import keras
 
+from bert4keras.layers.initializers import deferred_initialization
 from bert4keras.models.base import (  # noqa: F401
     LM_Mask, Transformer, UniLM_Mask, extend_with_language_model,
     extend_with_unified_language_model,
@@ -122,7 +123,10 @@ def build_transformer_model(
         raise ValueError(f"unknown application {application!r}; use 'encoder', 'lm' or 'unilm'")
 
     transformer = model_class(**configs)
-    transformer.build(**configs)
-    if checkpoint_path is not None:
+    if checkpoint_path is None:
+        transformer.build(**configs)
+    else:  # skip the random draws the checkpoint overwrites (bert4keras.layers.initializers)
+        with deferred_initialization(transformer.deferred_initializers):
+            transformer.build(**configs)
         transformer.load_weights_from_checkpoint(checkpoint_path)
     return transformer.model if return_keras_model else transformer

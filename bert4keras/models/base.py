@@ -22,6 +22,7 @@ from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
 from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention, TalkingHeadsAttention
 from bert4keras.layers import FeedForward, GatedAttentionUnit, ScaleOffset
+from bert4keras.layers.initializers import TruncatedNormal, deferral_active, initializing_layer
 from bert4keras.models.keras_model import TransformerModel
 from bert4keras.recompute import recompute_enabled, recompute_layer
 
@@ -91,6 +92,9 @@ class Transformer:
         self.prefix = prefix or ""
         self.name = name
         self.built = False
+        self.deferred_initializers = {}
+        """(layer name, weight shape) -> initializer whose draw was deferred (see
+        ``bert4keras.layers.initializers``); emptied once a checkpoint is loaded."""
 
     # ------------------------------------------------------------------ building
 
@@ -148,6 +152,12 @@ class Transformer:
         if inputs is None:
             return self.layers[name]
         target = self.layers[name]
+        if deferral_active() and not target.built:
+            with initializing_layer(name):
+                return self._call_layer(target, name, inputs, arguments)
+        return self._call_layer(target, name, inputs, arguments)
+
+    def _call_layer(self, target, name, inputs, arguments):
         if isinstance(target, MultiHeadAttention) and self.residual_attention_scores:
             return self._apply_residual_attention(target, name, inputs, arguments)
         return target(inputs, **arguments)
@@ -223,7 +233,7 @@ class Transformer:
     @property
     def initializer(self):
         """Truncated normal (stddev 0.02), as in BERT."""
-        return keras.initializers.TruncatedNormal(stddev=0.02)
+        return TruncatedNormal(stddev=0.02)
 
     @staticmethod
     def simplify(inputs):
@@ -282,6 +292,14 @@ class Transformer:
         ``ignore_invalid_weights``) and on a shape mismatch (unless
         ``autoresize_weights``); warns about checkpoint weights left unused.
         """
+        loaded = set()
+        try:
+            loaded = self._load_weights(checkpoint, mapping)
+        finally:  # no placeholder survives, whatever happened
+            self._initialize_deferred(loaded)
+
+    def _load_weights(self, checkpoint, mapping):
+        """Assign the checkpoint's values; returns the ids of the weights assigned."""
         view = checkpoint if isinstance(checkpoint, GoogleNameView) else self.checkpoint_view(checkpoint)
         mapping = mapping or self.variable_mapping()
         mapping = {self.prefixed(k): v for k, v in mapping.items()}
@@ -298,7 +316,7 @@ class Transformer:
                 if name not in view:
                     message = f"{view.path}: variable {view.describe(name)} for layer {layer_name!r} not found"
                     if self.ignore_invalid_weights:
-                        warnings.warn(message + ", but ignored (ignore_invalid_weights=True)", stacklevel=2)
+                        warnings.warn(message + ", but ignored (ignore_invalid_weights=True)", stacklevel=3)
                         continue
                     raise CheckpointError(message + " (pass ignore_invalid_weights=True to skip it)")
                 value = self.load_variable(view, name)
@@ -310,7 +328,21 @@ class Transformer:
         if unused:
             shown = ", ".join(unused[:8]) + (", ..." if len(unused) > 8 else "")
             warnings.warn(f"{view.path}: {len(unused)} checkpoint weights were not used: {shown}",
-                          stacklevel=2)
+                          stacklevel=3)
+        return {id(weight) for weight, _ in pairs}
+
+    def _initialize_deferred(self, loaded: set) -> None:
+        """Draw the real initial values of deferred weights the checkpoint did not fill."""
+        records, self.deferred_initializers = self.deferred_initializers, {}
+        if not records:
+            return
+        for name, layer in self.layers.items():
+            for weight in getattr(layer, "weights", ()):  # the registry also holds Input tensors
+                initializer = records.get((name, tuple(weight.shape)))
+                if initializer is None or id(weight) in loaded:
+                    continue
+                if np.isnan(keras.ops.convert_to_numpy(weight)).all():  # still the placeholder
+                    weight.assign(initializer.sample(tuple(weight.shape), dtype=weight.dtype))
 
     def export_variable(self, name: str, value: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`load_variable`'s transforms, for writing checkpoints."""
