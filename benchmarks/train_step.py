@@ -5,7 +5,13 @@ Batch 16 x seq 128 (a quarter of the rows padded), the real all-MiniLM-L6-v2 wei
 the median step time and the peak RSS during the timed steps (sampled every 2 ms);
 each library/backend runs in a fresh process.
 
-    python benchmarks/train_step.py [--steps 8] [--backends jax torch]
+Peak RSS depends on the allocator: with glibc's defaults (what users get) freed
+memory is kept for reuse, so RSS is the high-water mark of the heap;
+``--mmap-threshold 65536`` makes every large block its own mapping, returned on
+free, so RSS follows the tensors alive at each moment (and every step pays the
+page faults). Both are worth reading; the closing notes quote both.
+
+    python benchmarks/train_step.py [--steps 8] [--backends jax torch] [--mmap-threshold N]
 """
 
 from __future__ import annotations
@@ -89,8 +95,11 @@ def worker_hf(model_dir: str, steps: int) -> dict:
     return measure(step, steps)
 
 
-def run(kind: str, model_dir: str, steps: int, backend: str | None = None) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # RSS follows live tensors
+def run(kind: str, model_dir: str, steps: int, backend: str | None = None,
+        mmap_threshold: int | None = None) -> dict:
+    env = dict(os.environ)
+    if mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     if backend:
         env["KERAS_BACKEND"] = backend
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import train_step as t; "
@@ -107,18 +116,21 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--backends", nargs="+", default=["jax", "torch"])
+    parser.add_argument("--mmap-threshold", type=int, default=None,
+                        help="set MALLOC_MMAP_THRESHOLD_ in every worker (default: glibc's)")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     from encoder import minilm_dir
 
     model_dir = minilm_dir()
     print(f"MiniLM-L6 + classifier, batch {BATCH} x seq {SEQ}, fwd+bwd+AdamW, "
-          f"{os.cpu_count()} CPU cores, median of {args.steps} steps")
-    hf = run("hf", model_dir, args.steps)
+          f"{os.cpu_count()} CPU cores, median of {args.steps} steps, "
+          f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold or 'default'}")
+    hf = run("hf", model_dir, args.steps, mmap_threshold=args.mmap_threshold)
     print(f"  {'HF transformers (torch, sdpa)':32s} {hf['step_s'] * 1000:7.0f} ms/step  1.00x  "
           f"peak RSS {hf['peak_mb']:6.0f} MB", flush=True)
     for backend in args.backends:
-        ours = run("bert4keras", model_dir, args.steps, backend)
+        ours = run("bert4keras", model_dir, args.steps, backend, args.mmap_threshold)
         print(f"  {'bert4keras (' + backend + ')':32s} {ours['step_s'] * 1000:7.0f} ms/step  "
               f"{ours['step_s'] / hf['step_s']:.2f}x  peak RSS {ours['peak_mb']:6.0f} MB "
               f"({ours['peak_mb'] / hf['peak_mb']:.2f}x)", flush=True)

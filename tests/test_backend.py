@@ -142,3 +142,68 @@ def test_multilabel_losses_agree():
     assert np.isclose(loss, expected, rtol=1e-5)
     sparse = float(np_(sparse_multilabel_categorical_crossentropy(np.array([[0, 2]]), logits))[0])
     assert np.isclose(sparse, expected, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------
+# dropout (a hashed mask on JAX, keras.random.dropout elsewhere)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_keeps_the_right_fraction_scaled_and_uncorrelated(rate):
+    import keras
+
+    from bert4keras.backend import dropout
+
+    x = np.ones((64, 128, 128), "float32")
+    seed = keras.random.SeedGenerator(7)
+    a = keras.ops.convert_to_numpy(dropout(x, rate, seed=seed))
+    b = keras.ops.convert_to_numpy(dropout(x, rate, seed=seed))
+    n = x.size
+    for out in (a, b):
+        kept = out != 0
+        assert set(np.unique(out)) <= {0.0, np.float32(1 / (1 - rate))}
+        assert abs(kept.mean() - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+        flat = kept.reshape(-1).astype("float64")  # neighbours (the hash input differs by 1)
+        for lag in (1, 128, 128 * 128):
+            assert abs(np.corrcoef(flat[:-lag], flat[lag:])[0, 1]) < 5 / np.sqrt(n), lag
+    both = ((a == 0) & (b == 0)).mean()  # successive draws are independent
+    assert abs(both - rate ** 2) < 5 * np.sqrt(rate ** 2 * (1 - rate ** 2) / n)
+    assert (a != b).any()
+
+
+def test_dropout_is_reproducible_and_honours_noise_shape():
+    import keras
+
+    from bert4keras.backend import dropout
+
+    x = np.arange(1, 4 * 6 * 8 + 1, dtype="float32").reshape(4, 6, 8)
+    one = keras.ops.convert_to_numpy(dropout(x, 0.3, seed=keras.random.SeedGenerator(3)))
+    two = keras.ops.convert_to_numpy(dropout(x, 0.3, seed=keras.random.SeedGenerator(3)))
+    np.testing.assert_array_equal(one, two)
+    kept = one != 0
+    np.testing.assert_allclose(one[kept], x[kept] / 0.7, rtol=1e-6)
+    shared = keras.ops.convert_to_numpy(
+        dropout(x, 0.5, noise_shape=(4, 1, 8), seed=keras.random.SeedGenerator(1)))
+    assert ((shared != 0) == (shared[:, :1] != 0)).all()  # one mask for every row of axis 1
+    assert dropout(x, 0.0) is x
+    assert not keras.ops.convert_to_numpy(dropout(x, 1.0, seed=keras.random.SeedGenerator(1))).any()
+
+
+def test_dropout_layer_trains_masks_and_reloads(tmp_path):
+    import keras
+
+    from bert4keras.layers import Dropout
+
+    layer = Dropout(0.25, seed=5)
+    x = np.ones((8, 16, 32), "float32")
+    assert (keras.ops.convert_to_numpy(layer(x)) == x).all()  # inference: identity
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert 0.6 < (trained != 0).mean() < 0.9
+    inputs = keras.Input((None,), dtype="int32")
+    h = Embedding(10, 4, mask_zero=True)(inputs)
+    model = keras.Model(inputs, Dropout(0.1)(h))
+    assert model.layers[-1].compute_mask(h, keras.ops.ones((1, 3), "bool")) is not None
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    assert type(keras.saving.load_model(path).layers[-1]) is Dropout

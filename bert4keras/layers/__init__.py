@@ -11,6 +11,7 @@ from bert4keras.layers.core import (  # noqa: F401
     Add,
     BiasAdd,
     CausalMask,
+    Dropout,
     Embedding,
     FeedForward,
     GlobalAveragePooling1D,

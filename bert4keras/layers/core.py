@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import initializers, ops
 
-from bert4keras.backend import align, get_activation
+from bert4keras.backend import align, dropout, get_activation
 
 register = keras.saving.register_keras_serializable(package="bert4keras")
 
@@ -59,6 +59,17 @@ class Embedding(keras.layers.Embedding):
             return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.input_dim,),
                                      dtype=self.compute_dtype)
         return super().compute_output_spec(inputs)
+
+
+@register
+class Dropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` through :func:`bert4keras.backend.dropout` (on JAX: a
+    hashed mask instead of threefry, much cheaper on CPU; elsewhere identical)."""
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return dropout(inputs, self.rate, noise_shape=self.noise_shape, seed=self.seed_generator)
+        return inputs
 
 
 @register

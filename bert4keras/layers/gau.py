@@ -7,7 +7,7 @@ import keras
 from keras import initializers, ops
 
 from bert4keras.backend import apply_rotary_position_embeddings, attention_normalize, get_activation
-from bert4keras.layers.core import Layer, ScaleOffset, register, serialize_activation
+from bert4keras.layers.core import Dropout, Layer, ScaleOffset, register, serialize_activation
 from bert4keras.layers.initializers import DeferrableInitializer
 
 
@@ -63,7 +63,7 @@ class GatedAttentionUnit(Layer):
         self.attention_scale = attention_scale
         self.attention_dropout = attention_dropout
         self.kernel_initializer = initializers.get(kernel_initializer)
-        self.dropout = keras.layers.Dropout(attention_dropout or 0.0, name="attention_dropout")
+        self.dropout = Dropout(attention_dropout or 0.0, name="attention_dropout")
 
     def _dense(self, units, name, input_shape, activation=None):
         layer = keras.layers.Dense(units, activation=activation, use_bias=self.use_bias,
