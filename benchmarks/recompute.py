@@ -6,7 +6,8 @@ linearly in the batch, so a line fitted per mode gives the largest batch that
 fits a fixed budget (by default: the peak RSS without recompute at the middle
 batch size). The time overhead is per sample, at the largest batch measured.
 
-    python benchmarks/recompute.py [--backend torch] [--layers 12] [--seq 128] [--batches 2 4 8]
+    python benchmarks/recompute.py [--backend torch] [--layers 12] [--seq 128] [--batches 16 32 48]
+                                   [--default-allocator]
 """
 
 from __future__ import annotations
@@ -76,10 +77,15 @@ class PeakRSS:
         self._thread.join()
 
 
-def run(backend: str, recompute: bool, batch: int, layers: int, seq: int, steps: int) -> dict:
+def run(backend: str, recompute: bool, batch: int, layers: int, seq: int, steps: int,
+        pin_mmap: bool = True) -> dict:
     # A fixed mmap threshold makes glibc hand freed tensors back to the OS, so RSS follows
-    # the live tensors instead of the heap's high-water mark.
-    env = dict(os.environ, KERAS_BACKEND=backend, MALLOC_MMAP_THRESHOLD_="65536")
+    # the live tensors instead of the heap's high-water mark. Every step then pays page
+    # faults for its activations, which slows the run without recompute more: time the
+    # overhead with --default-allocator.
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    if pin_mmap:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import recompute as r; "
             f"print('RESULT', json.dumps(r.worker({recompute}, {batch}, {layers}, {seq}, {steps})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -99,6 +105,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--budget-mb", type=float, default=None,
                         help="memory budget; default: peak without recompute at the middle batch")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's mmap threshold alone (for the time overhead; RSS then "
+                             "is the heap's high-water mark)")
     args = parser.parse_args()
     print(f"BERT-base shape ({args.layers} layers, hidden 768), seq {args.seq}, AdamW, "
           f"backend {args.backend}, {os.cpu_count()} CPU cores")
@@ -106,7 +115,7 @@ def main() -> None:
     for flag in (False, True):
         for batch in args.batches:
             r = results[flag, batch] = run(args.backend, flag, batch, args.layers, args.seq,
-                                           args.steps)
+                                           args.steps, pin_mmap=not args.default_allocator)
             print(f"  recompute={'on ' if flag else 'off'} batch {batch:3d}: peak RSS "
                   f"{r['peak_mb']:8.0f} MB  step {r['step_s']:6.2f} s  "
                   f"({r['step_s'] / batch * 1000:6.0f} ms/sample)", flush=True)

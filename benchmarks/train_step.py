@@ -115,6 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each round runs every worker once, in turn (drift hits all alike)")
     parser.add_argument("--backends", nargs="+", default=["jax", "torch"])
     parser.add_argument("--mmap-threshold", type=int, default=None,
                         help="set MALLOC_MMAP_THRESHOLD_ in every worker (default: glibc's)")
@@ -124,16 +126,30 @@ def main() -> None:
 
     model_dir = minilm_dir()
     print(f"MiniLM-L6 + classifier, batch {BATCH} x seq {SEQ}, fwd+bwd+AdamW, "
-          f"{os.cpu_count()} CPU cores, median of {args.steps} steps, "
+          f"{os.cpu_count()} CPU cores; per worker the median of {args.steps} steps; "
+          f"{args.rounds} rounds (medians over rounds; ratios paired within a round); "
           f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold or 'default'}")
-    hf = run("hf", model_dir, args.steps, mmap_threshold=args.mmap_threshold)
-    print(f"  {'HF transformers (torch, sdpa)':32s} {hf['step_s'] * 1000:7.0f} ms/step  1.00x  "
-          f"peak RSS {hf['peak_mb']:6.0f} MB", flush=True)
+    rows: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        rows.setdefault("hf", []).append(run("hf", model_dir, args.steps,
+                                             mmap_threshold=args.mmap_threshold))
+        for backend in args.backends:
+            rows.setdefault(backend, []).append(
+                run("bert4keras", model_dir, args.steps, backend, args.mmap_threshold))
+        print(f"  round {r + 1}: " + ", ".join(
+            f"{k} {v[-1]['step_s'] * 1000:.0f} ms / {v[-1]['peak_mb']:.0f} MB" for k, v in rows.items()),
+            flush=True)
+    med = statistics.median
+    hf = rows["hf"]
+    print(f"  {'HF transformers (torch, sdpa)':32s} {med(x['step_s'] for x in hf) * 1000:7.0f} ms/step"
+          f"  1.00x  peak RSS {med(x['peak_mb'] for x in hf):6.0f} MB")
     for backend in args.backends:
-        ours = run("bert4keras", model_dir, args.steps, backend, args.mmap_threshold)
-        print(f"  {'bert4keras (' + backend + ')':32s} {ours['step_s'] * 1000:7.0f} ms/step  "
-              f"{ours['step_s'] / hf['step_s']:.2f}x  peak RSS {ours['peak_mb']:6.0f} MB "
-              f"({ours['peak_mb'] / hf['peak_mb']:.2f}x)", flush=True)
+        ours = rows[backend]
+        time_ratio = med(o["step_s"] / h["step_s"] for o, h in zip(ours, hf))
+        rss_ratio = med(o["peak_mb"] / h["peak_mb"] for o, h in zip(ours, hf))
+        print(f"  {'bert4keras (' + backend + ')':32s} {med(x['step_s'] for x in ours) * 1000:7.0f} "
+              f"ms/step  {time_ratio:.2f}x  peak RSS {med(x['peak_mb'] for x in ours):6.0f} MB "
+              f"({rss_ratio:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class MultiHeadAttention(Layer):
         use_fused = (
             self.normalization == "softmax" and not self.return_attention_scores
             and p_bias != "typical_relative" and self.key_size == self.head_size
-            and (not dropout or keras.backend.backend() == "torch") and _fused_supported(qw.dtype)
+            and not dropout and _fused_supported(qw.dtype)
         )
         if p_bias == "t5_relative":
             position_bias = ops.expand_dims(ops.transpose(position, (2, 0, 1)), 0)
@@ -127,7 +127,7 @@ class MultiHeadAttention(Layer):
         else:
             float_bias, bool_bias = None, bias
         if use_fused:
-            return self._fused_attention(qw, kw, vw, v_mask, float_bias, bool_bias, dropout), None
+            return self._fused_attention(qw, kw, vw, v_mask, float_bias, bool_bias), None
         # (b, h, n, d) @ (b, h, d, m): explicit transposes + batched matmul run ~3x faster
         # than the equivalent einsum under XLA on CPU, and no slower elsewhere.
         a = ops.matmul(ops.transpose(qw, (0, 2, 1, 3)), ops.transpose(kw, (0, 2, 3, 1)))
@@ -151,9 +151,12 @@ class MultiHeadAttention(Layer):
             o = o + ops.einsum("bhjk,jkd->bjhd", A, ops.cast(position_embeddings, A.dtype))
         return o, a
 
-    def _fused_attention(self, qw, kw, vw, v_mask, float_bias, bool_bias, dropout=0.0):
-        """``keras.ops.dot_product_attention`` with the key mask and biases folded in
-        (with attention dropout, which that op lacks, PyTorch's own fused kernel)."""
+    def _fused_attention(self, qw, kw, vw, v_mask, float_bias, bool_bias):
+        """``keras.ops.dot_product_attention`` with the key mask and biases folded in.
+
+        Not used with attention dropout: that op has none, and PyTorch's fused kernel
+        draws its mask with ``bernoulli_``, slower on CPU than the whole unfused path
+        with :func:`bert4keras.backend.dropout`."""
         mask = None
         if v_mask is not None:
             mask = align(ops.cast(v_mask, "bool"), [0, 3], 4)
@@ -166,13 +169,6 @@ class MultiHeadAttention(Layer):
                 float_bias = ops.where(mask, float_bias, ops.cast(-np.inf, qw.dtype))
                 mask = None
         scale = (1.0 / self.key_size ** 0.5) if self.attention_scale else 1.0
-        if dropout:
-            import torch
-
-            o = torch.nn.functional.scaled_dot_product_attention(
-                qw.transpose(1, 2), kw.transpose(1, 2), vw.transpose(1, 2),
-                attn_mask=mask if float_bias is None else float_bias, dropout_p=dropout, scale=scale)
-            return o.transpose(1, 2)
         return ops.dot_product_attention(qw, kw, vw, bias=float_bias, mask=mask, scale=scale)
 
     def compute_output_shape(self, input_shape):
