@@ -102,7 +102,10 @@ def run(kind: str, model_dir: str, steps: int, backend: str | None = None,
         env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     if backend:
         env["KERAS_BACKEND"] = backend
-    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import train_step as t; "
+    # Keras imports JAX whenever it is installed (for an Orbax callback), ~210 MB of RSS in
+    # a PyTorch-backend process; hide it, as in a torch-only install (bert4keras[torch]).
+    hide_jax = "sys.modules['jax'] = None; " if backend == "torch" else ""
+    code = (f"import sys, json; {hide_jax}sys.path.insert(0, {HERE!r}); import train_step as t; "
             f"print('RESULT', json.dumps(t.worker_{kind}({model_dir!r}, {steps})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     for line in out.stdout.splitlines():
