@@ -154,7 +154,10 @@ def _recomputed_call(layer, call, inputs, kwargs):
         return tuple(flat_outputs) + tuple(_copy(v.value) for v in states)
 
     flat_in = [leaves[i] for i in slots] + [_copy(v.value) for v in states]
-    flat_out = _checkpoint(body, flat_in)
+    if keras.backend.backend() == "jax":
+        flat_out = _jax_checkpoint(body, flat_in, layer.trainable_variables, states)
+    else:
+        flat_out = _checkpoint(body, flat_in)
     n_out = len(keras.tree.flatten(structure["outputs"]))
     for variable, value in zip(states, flat_out[n_out:]):
         variable.assign(value)
@@ -171,6 +174,66 @@ def _grad_enabled() -> bool:
 
         return torch.is_grad_enabled()
     return True
+
+
+def _jax_checkpoint(body: Callable, flat_in: list, weights: list, states: list) -> tuple:
+    """``body(*flat_in)`` with its activations recomputed in the backward pass, on JAX.
+
+    ``jax.checkpoint`` marks the recomputation with optimization barriers, which
+    XLA:CPU removes before common-subexpression elimination: the recomputed ops
+    merge back into the forward ones and nothing is saved. Here the backward rule
+    recomputes from inputs that depend on the incoming cotangent (``x + 0 * sum(g)``),
+    which no compiler pass can merge with the forward or schedule before the
+    cotangent exists. The layer's weights are explicit arguments (a custom VJP may
+    not close over values being differentiated), mapped onto its variables by a
+    StatelessScope together with its state variables (dropout seeds).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def is_float(x):
+        return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+    def run(weight_values, flat):
+        # Every variable the call reads gets a value here: the weights from the arguments,
+        # the states from the tail of ``flat`` (body assigns them again, harmlessly). No
+        # outer scope can be relied on: the backward rule runs after the trainer's has closed.
+        mapping = list(zip(weights, weight_values))
+        mapping += list(zip(states, flat[len(flat) - len(states):]))
+        with keras.StatelessScope(state_mapping=mapping):
+            return tuple(body(*flat))
+
+    @jax.custom_vjp
+    def remat(weight_values, flat):
+        return run(weight_values, flat)
+
+    def remat_fwd(weight_values, flat):
+        return run(weight_values, flat), (weight_values, flat)
+
+    def remat_bwd(saved, cotangents):
+        weight_values, flat = saved
+        floats = [g for g in cotangents if is_float(g)]
+        anchor = sum((jnp.sum(g, dtype=jnp.float32) for g in floats), jnp.float32(0))
+        flat = [x + (jnp.zeros((), x.dtype) * anchor.astype(x.dtype)) if is_float(x) else x
+                for x in flat]
+        differentiable = [i for i, x in enumerate(flat) if is_float(x)]
+
+        def replay(weight_values, float_inputs):
+            full = list(flat)
+            for i, x in zip(differentiable, float_inputs):
+                full[i] = x
+            outputs = run(weight_values, full)
+            return tuple(o for o in outputs if is_float(o))
+
+        _, vjp = jax.vjp(replay, weight_values, [flat[i] for i in differentiable])
+        g_weights, g_floats = vjp(tuple(floats))
+        g_flat = [None] * len(flat)
+        for i, g in zip(differentiable, g_floats):
+            g_flat[i] = g
+        return g_weights, g_flat
+
+    remat.defvjp(remat_fwd, remat_bwd)
+    return remat([w.value for w in weights], list(flat_in))
 
 
 def _checkpoint(fn: Callable, args: list) -> tuple:
