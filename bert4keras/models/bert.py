@@ -57,9 +57,19 @@ class BERT(Transformer):
     def apply_summed_embeddings(self, inputs):
         """Token + segment + (learned) position embeddings, before any norm."""
         inputs = list(inputs) if isinstance(inputs, list) else [inputs]
+        x = self.apply_token_segment_embeddings(inputs)
+        p = inputs.pop(0) if self.custom_position_ids else None
+        x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
+                       input_dim=self.max_position, output_dim=self.embedding_size,
+                       merge_mode="add", hierarchical=self.hierarchical_position,
+                       embeddings_initializer=self.initializer,
+                       custom_position_ids=self.custom_position_ids, name="Embedding-Position")
+        return x
+
+    def apply_token_segment_embeddings(self, inputs: list):
+        """Token (+ segment) embeddings of ``inputs[0]`` (and ``inputs[1]``), popped from the list."""
         x = inputs.pop(0)
         s = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        p = inputs.pop(0) if self.custom_position_ids else None
         x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
                        output_dim=self.embedding_size, embeddings_initializer=self.initializer,
                        mask_zero=True, name="Embedding-Token")
@@ -69,11 +79,6 @@ class BERT(Transformer):
                            output_dim=self.embedding_size,
                            embeddings_initializer=self.initializer, name=name)
             x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
-        x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
-                       input_dim=self.max_position, output_dim=self.embedding_size,
-                       merge_mode="add", hierarchical=self.hierarchical_position,
-                       embeddings_initializer=self.initializer,
-                       custom_position_ids=self.custom_position_ids, name="Embedding-Position")
         return x
 
     def apply_norm(self, x, name: str):

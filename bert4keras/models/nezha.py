@@ -4,7 +4,7 @@ position table."""
 from __future__ import annotations
 
 from bert4keras.backend import Sinusoidal
-from bert4keras.layers import Add, Dense, Dropout, Embedding, RelativePositionEmbedding
+from bert4keras.layers import Dense, Dropout, RelativePositionEmbedding
 from bert4keras.models.bert import BERT
 
 
@@ -35,18 +35,7 @@ class NEZHA(BERT):
 
     def apply_embeddings(self, inputs):
         """Token (+ segment) embeddings -> LN -> dropout (-> mapping): no absolute positions."""
-        inputs = list(inputs)
-        x = inputs.pop(0)
-        s = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        if s is not None:
-            name = "Embedding-Token" if self.shared_segment_embeddings else "Embedding-Segment"
-            s = self.apply(inputs=s, layer=Embedding, input_dim=self.segment_vocab_size,
-                           output_dim=self.embedding_size,
-                           embeddings_initializer=self.initializer, name=name)
-            x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
+        x = self.apply_token_segment_embeddings(list(inputs))
         x = self.apply_norm(x, "Embedding-Norm")
         x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
         if self.embedding_size != self.hidden_size:

@@ -74,18 +74,7 @@ class RoFormerV2(RoFormer):
 
     def apply_embeddings(self, inputs):
         """Token (+ segment) embeddings -> dropout -> RMS norm (-> mapping)."""
-        inputs = list(inputs)
-        x = inputs.pop(0)
-        s = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        if s is not None:
-            name = "Embedding-Token" if self.shared_segment_embeddings else "Embedding-Segment"
-            s = self.apply(inputs=s, layer=Embedding, input_dim=self.segment_vocab_size,
-                           output_dim=self.embedding_size,
-                           embeddings_initializer=self.initializer, name=name)
-            x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
+        x = self.apply_token_segment_embeddings(list(inputs))
         x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
         x = self.rms_norm(x, "Embedding-Norm")
         if self.embedding_size != self.hidden_size:
