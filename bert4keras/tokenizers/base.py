@@ -182,6 +182,17 @@ class TokenizerBase:
         self._token_translate = token_translate or {}
         self._token_translate_inv = {v: k for k, v in self._token_translate.items()}
 
+    def _set_special_ids(self, lookup: Callable[[str], int | None], missing: str) -> None:
+        """Set `_token_{pad,unk,mask,start,end}_id`, None where the vocab lacks the token;
+        a start/end token it lacks is an error, "token_end='x' <missing>; pass token_end=None ..."."""
+        for name in ("pad", "unk", "mask", "start", "end"):
+            token = getattr(self, f"_token_{name}")
+            setattr(self, f"_token_{name}_id", None if token is None else lookup(token))
+        for name in ("start", "end"):
+            token = getattr(self, f"_token_{name}")
+            if token is not None and getattr(self, f"_token_{name}_id") is None:
+                raise ValueError(f"token_{name}={token!r} {missing}; pass token_{name}=None or one of its tokens")
+
     @property
     def vocab_size(self) -> int:
         """Number of ids."""

@@ -61,12 +61,7 @@ class BPETokenizer(TokenizerBase):
         self._special_tokens = list(special_tokens)
         self._vocab_size = max(self._decoder, default=-1) + 1
         self._token_pad = self._token_unk = self._token_mask = None
-        for name in ("pad", "unk", "mask", "start", "end"):
-            setattr(self, f"_token_{name}_id", self._encoder.get(getattr(self, f"_token_{name}")))
-        for name in ("start", "end"):
-            token = getattr(self, f"_token_{name}")
-            if token is not None and token not in self._encoder:
-                raise ValueError(f"token_{name}={token!r} is not in the BPE vocab")
+        self._set_special_ids(self._encoder.get, "is not in the BPE vocab")
         self._cache: dict[str, list[str]] = {}
         self._splitter = None
         self.fast = self._choose_fast(fast)

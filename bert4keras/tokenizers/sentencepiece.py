@@ -32,25 +32,14 @@ class SpTokenizer(TokenizerBase):
             self.sp_model.Load(path)
         except (OSError, RuntimeError) as e:
             raise ValueError(f"{path!r} is not a SentencePiece model: {e}") from e
-        self._model_name = f"SentencePiece model {path!r}"
         pad_id = self.sp_model.pad_id()
         self._token_pad = self.sp_model.id_to_piece(pad_id) if pad_id >= 0 else None
         self._token_unk = self.sp_model.id_to_piece(self.sp_model.unk_id())
         self._vocab_size = self.sp_model.get_piece_size()
-        for name in ("pad", "unk", "mask", "start", "end"):
-            setattr(self, f"_token_{name}_id", self._piece_id(getattr(self, f"_token_{name}")))
-        for name in ("start", "end"):
-            token = getattr(self, f"_token_{name}")
-            if token is not None and getattr(self, f"_token_{name}_id") is None:
-                raise ValueError(
-                    f"token_{name}={token!r} is not a piece of the {self._model_name}; "
-                    f"pass token_{name}=None or one of its pieces"
-                )
+        self._set_special_ids(self._piece_id, f"is not a piece of the SentencePiece model {path!r}")
 
-    def _piece_id(self, piece: str | None) -> int | None:
+    def _piece_id(self, piece: str) -> int | None:
         """Id of a piece the model has, else None (SentencePiece itself answers the unk id)."""
-        if piece is None:
-            return None
         i = self.sp_model.piece_to_id(piece)
         return i if self.sp_model.id_to_piece(i) == piece else None
 

@@ -88,15 +88,7 @@ class Tokenizer(TokenizerBase):
         self._vocab_size = len(token_dict)
         self._word_maxlen = word_maxlen
         self._longest_token = max(map(len, token_dict), default=0)
-        for name in ("pad", "unk", "mask", "start", "end"):
-            setattr(self, f"_token_{name}_id", token_dict.get(getattr(self, f"_token_{name}")))
-        for name in ("start", "end"):
-            token = getattr(self, f"_token_{name}")
-            if token is not None and token not in token_dict:
-                raise ValueError(
-                    f"token_{name}={token!r} is not in the {self._vocab_name}; "
-                    f"pass token_{name}=None or a token that the vocab has"
-                )
+        self._set_special_ids(token_dict.get, f"is not in the {self._vocab_name}")
         self._kind_cache: dict[str, int] = {}
         self._spacing: dict[int, str | None] = {}  # str.translate table of the classified chars
         self._char_cache: dict[str, str | None] = {}
