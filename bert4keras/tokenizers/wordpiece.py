@@ -335,8 +335,7 @@ class Tokenizer(TokenizerBase):
         """_content through Rust; a text it cannot reproduce exactly takes the pure path."""
         fast = self._fast_path
         exact = [fast.supports(text) for text in texts]
-        rust_texts = texts if all(exact) else [text for text, ok in zip(texts, exact) if ok]
-        encoded = iter(fast.encode(rust_texts, tokens, offsets))
+        encoded = iter(fast.encode([text for text, ok in zip(texts, exact) if ok], tokens, offsets))
         results = []
         for text, ok in zip(texts, exact):
             if not ok:
