@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 import unicodedata
@@ -12,9 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bert4keras.tokenizers import (
-    _DROP,
-    _ISOLATE,
-    _SEPARATE,
     BPETokenizer,
     SpTokenizer,
     Tokenizer,
@@ -23,6 +21,8 @@ from bert4keras.tokenizers import (
     save_vocab,
     truncate_sequences,
 )
+from bert4keras.tokenizers._fast_wordpiece import FastEncoding, FastWordPiece
+from bert4keras.tokenizers.wordpiece import _DROP, _ISOLATE, _SEPARATE
 
 ASSETS = os.environ.get("BERT4KERAS_TEST_ASSETS", os.path.join(sys.prefix, "test-assets"))
 
@@ -434,6 +434,49 @@ def test_unknown_words_and_word_maxlen(chinese_vocab):
         ids, _, offsets = t.encode_batch([text], return_offsets=True)
         assert ids[0] == [101, 100, 8425, 100, 8051, 12641, 102]
         assert offsets[0] == [(0, 0), (0, 6), (7, 11), (12, 15), (16, 17), (17, 18), (0, 0)]
+
+
+def test_fast_path_hands_back_plain_data(chinese_vocab):
+    # the Rust path stands alone (a vocab, no tokenizer) and reports unknown words by position
+    rust = FastWordPiece({"[UNK]": 0, "a": 1, "##b": 2}, lower=True, word_maxlen=3)
+    brief, detailed = rust.encode(["AB c abbb", "a"])[0], rust.encode(["AB c abbb"], tokens=True)[0]
+    assert isinstance(brief, FastEncoding) and (brief.tokens, brief.offsets) == (None, None)
+    assert brief.ids[:2] == detailed.ids[:2] == [1, 2] and brief.unknown == detailed.unknown == [2, 3]
+    assert {brief.ids[k] for k in brief.unknown} == {rust.unknown_id} and rust.unknown_id not in (0, 1, 2)
+    assert detailed.tokens[:2] == ["a", "##b"] and detailed.offsets == [(0, 1), (1, 2), (3, 4), (5, 9)]
+    # what an unknown word becomes is the Tokenizer's call: the word as token, [UNK] as id
+    t = Tokenizer(chinese_vocab, do_lower_case=True, word_maxlen=5, fast=True)
+    assert t.tokenize("abcdef ab X☃y")[1:-1] == ["abcdef", "ab", "x☃y"]
+    assert t.encode("abcdef ab X☃y")[0][1:-1] == [t._token_unk_id, t.token_to_id("ab"), t._token_unk_id]
+    # a text the rules and Rust may disagree on (final sigma) takes the pure path inside a batch
+    texts = ["ΟΔΟΣ ab", "ab abcdef"]
+    assert [t._fast_path.supports(x) for x in texts] == [False, True]
+    pure = Tokenizer(chinese_vocab, do_lower_case=True, word_maxlen=5, fast=False)
+    assert t.encode_batch(texts, return_offsets=True) == pure.encode_batch(texts, return_offsets=True)
+
+
+def test_tokenize_and_encode_share_one_primitive(en_vocab):
+    class Reversed(Tokenizer):  # a custom rule: the pure path, used by every entry point alike
+        def _tokenize(self, text):
+            return super()._tokenize(text)[::-1]
+
+    t = Reversed(en_vocab, do_lower_case=True)
+    assert not t.fast
+    assert t.tokenize("hello big world") == ["[CLS]", "world", "big", "hello", "[SEP]"]
+    assert t.encode("hello big world")[0] == t.tokens_to_ids(t.tokenize("hello big world"))
+    assert t.encode_batch(["hello big world"])[0][0] == t.encode("hello big world")[0]
+
+
+def test_tokenizers_pickle(en_vocab, chinese_vocab):
+    texts = ["Hello, WORLD! ☃", "第一句 ΟΔΟΣ", ""]
+    for t in (Tokenizer(en_vocab, do_lower_case=True), Tokenizer(chinese_vocab, fast=False)):
+        expected = t.encode_batch(texts, return_offsets=True)  # builds the Rust pipeline when fast
+        copy = pickle.loads(pickle.dumps(t))
+        assert copy._rust is None and copy.fast == t.fast
+        assert copy.encode_batch(texts, return_offsets=True) == expected
+    bpe = BPETokenizer({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3}, [("a", "b")])
+    assert bpe.encode("ab<|endoftext|>b")[0] == [2, 3, 1]
+    assert pickle.loads(pickle.dumps(bpe)).encode("ab<|endoftext|>b")[0] == [2, 3, 1]
 
 
 # ---------------------------------------------------------------------------
