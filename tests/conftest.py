@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the real assets installed from PyPI (see DESIGN.md)."""
+"""Shared fixtures: paths to the real test assets. Assets come from PyPI packages (never
+a download at test time); a test whose asset package is not installed is skipped."""
 
 import importlib.util
 import os
