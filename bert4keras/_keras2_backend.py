@@ -533,6 +533,20 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return ops.sparse_categorical_crossentropy(target, output, from_logits=from_logits, axis=axis)
 
 
+def rnn(step_function, inputs, initial_states, go_backwards=False, mask=None, constants=None,
+        unroll=False, input_length=None):
+    """Keras 2 ``K.rnn``: iterate ``step_function(x_t, states) -> (output_t, new_states)`` over axis 1.
+
+    Returns ``(last_output, outputs, new_states)``; runs on Keras 3's backend loop.
+    """
+    from keras.src.backend import rnn as backend_rnn  # no public alias in Keras 3
+
+    inputs = ops.convert_to_tensor(inputs)
+    initial_states = [ops.convert_to_tensor(s) for s in initial_states]
+    return backend_rnn(step_function, inputs, initial_states, go_backwards=go_backwards, mask=mask,
+                       constants=constants, unroll=unroll, input_length=input_length)
+
+
 # --------------------------------------------------------------------------- training phase and graphs
 
 
@@ -567,7 +581,7 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     single = not isinstance(outputs, (list, tuple))
     outputs = [outputs] if single else list(outputs)
-    if not all(isinstance(t, keras.KerasTensor) for t in inputs + outputs):
+    if not builtins.all(isinstance(t, keras.KerasTensor) for t in inputs + outputs):
         raise TypeError(
             "K.function needs symbolic tensors (keras.Input, model.inputs, layer.output) as inputs "
             "and outputs; for eager tensors call the computation directly"
@@ -578,7 +592,8 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
         values = list(values) if isinstance(values, (list, tuple)) else [values]
         if len(values) != len(inputs):
             raise ValueError(f"K.function: expected {len(inputs)} input arrays, got {len(values)}")
-        results = model(values, training=False)
+        values = [ops.convert_to_tensor(v) for v in values]
+        results = model(values[0] if len(values) == 1 else values, training=False)
         results = results if isinstance(results, (list, tuple)) else [results]
         return [ops.convert_to_numpy(r) for r in results]
 
