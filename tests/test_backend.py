@@ -330,6 +330,19 @@ def test_k_variables_values_and_random():
     t = np_(K.truncated_normal((20000,), stddev=1.0, seed=3))
     assert np.abs(t).max() <= 2.0 + 1e-6
     assert K.symbolic(len) is len
+    kept = np_(K.dropout(np.ones((4000,), "float32"), 0.25, seed=4))
+    assert set(np.unique(kept)) <= {np.float32(0), np.float32(1 / 0.75)} and abs((kept == 0).mean() - 0.25) < 0.03
+    assert K.count_params(np.ones((3, 4))) == 12
+
+
+def test_k_bias_add_and_placeholder():
+    x = np.zeros((2, 3, 4), "float32")
+    assert np_(K.bias_add(x, np.arange(4, dtype="float32")))[1, 2].tolist() == [0, 1, 2, 3]
+    assert np_(K.bias_add(x, np.arange(3, dtype="float32"), data_format="channels_first"))[1, :, 0].tolist() \
+        == [0, 1, 2]
+    assert tuple(K.placeholder(ndim=3).shape) == (None, None, None)
+    with pytest.raises(ValueError, match="shape or ndim"):
+        K.placeholder()
 
 
 def test_k_function_placeholder_and_gradients():
@@ -388,7 +401,7 @@ def test_backend_0115_functions():
     assert padded.shape == (1, 12, 3) and (padded[:, 10:] == 0).all() and (padded[:, :10] == seq).all()
     assert np_(B.divisible_temporal_padding(seq, 5)).shape == (1, 10, 3)
     assert B.flatten is K.flatten and B.reshape is K.reshape and B.where is K.where and B.symbolic is K.symbolic
-    assert B.dtype(seq) is None or B.dtype(keras.ops.convert_to_tensor(seq)) == "float32"
+    assert B.dtype(keras.ops.convert_to_tensor(seq)) == "float32" and B.dtype(seq) == "float32"
     assert B.dtype(3.0) is None
     assert B.is_tf_keras is False and isinstance(B.get_available_gpus(), list)
     with pytest.raises(NotImplementedError, match="custom_gradient"):

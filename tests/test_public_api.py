@@ -97,3 +97,20 @@ def test_api_file_is_what_the_generator_writes(tmp_path):
     out = tmp_path / "api.json"
     tool["main"](source, str(out))
     assert json.loads(out.read_text(encoding="utf-8")) == API
+
+
+def test_transformer_create_variable_uses_the_checkpoint_layout():
+    import keras
+    import numpy as np
+
+    from bert4keras.models import BERT
+
+    bert = BERT(vocab_size=10, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
+                intermediate_size=8, max_position=8)
+    value = np.arange(6, dtype="float32").reshape(2, 3)
+    variable, exported = bert.create_variable("cls/seq_relationship/output_weights", value)
+    np.testing.assert_array_equal(exported, value.T)  # BERT stores the NSP kernel transposed
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value.T)
+    assert variable.name == "output_weights" and variable.dtype == keras.config.floatx()
+    variable, exported = bert.create_variable("bert/pooler/dense/kernel", value, dtype="float16")
+    assert exported is value and variable.dtype == "float16"
