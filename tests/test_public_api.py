@@ -3,7 +3,9 @@
 The list is tests/data/bert4keras_0_11_5_api.json, generated from the 0.11.5 source by
 tools/make_api_list.py. A 0.11.5 parameter must be accepted under the same name: as an
 explicit parameter, or through ``**kwargs`` only where the callable forwards them to
-something that declares it (checked by name on the class's ``__init__`` chain).
+something that declares it (checked by name on the class's ``__init__`` chain). Functions
+and methods must also take 0.11.5's positional arguments in the same order (class
+constructors are checked by keyword only: their 0.11.5 lists merge the ``__init__`` chain).
 """
 
 from __future__ import annotations
@@ -47,6 +49,24 @@ def missing_params(wanted, accepted) -> list[str]:
     return [p for p in wanted if p not in accepted]
 
 
+def positional_mismatch(fn, wanted, bound_method: bool = False) -> str | None:
+    """Where a 0.11.5 call passing ``wanted`` positionally would bind differently here, if anywhere."""
+    names, var_positional = [], False
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+        elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+            var_positional = True
+            break
+    names = names[1:] if bound_method else names
+    for i, name in enumerate(wanted):
+        if i < len(names) and names[i] != name:
+            return f"positional argument {i} is {names[i]!r}, 0.11.5 had {name!r}"
+        if i >= len(names) and not var_positional:
+            return f"{name!r} (positional argument {i} in 0.11.5) cannot be passed positionally"
+    return None
+
+
 @pytest.mark.parametrize("module, name, entry", ENTRIES, ids=[f"{m}.{n}" for m, n, _ in ENTRIES])
 def test_name_exists_with_compatible_parameters(module, name, entry):
     mod = importlib.import_module(f"bert4keras.{module}")
@@ -58,6 +78,8 @@ def test_name_exists_with_compatible_parameters(module, name, entry):
         lost = missing_params(entry["params"], declared(obj))
         if lost:
             problems.append(f"{name}() does not accept {lost}")
+        elif positional_mismatch(obj, entry["params"]):
+            problems.append(f"{name}(): {positional_mismatch(obj, entry['params'])}")
         if entry.get("returned_class_keywords"):
             from bert4keras.optimizers import Adam
 
@@ -73,9 +95,13 @@ def test_name_exists_with_compatible_parameters(module, name, entry):
             if not hasattr(obj, method):
                 problems.append(f"{name}.{method} is missing")
             elif spec["kind"] == "method" and not isinstance(inspect.getattr_static(obj, method), property):
-                lost = missing_params(spec["params"], declared(getattr(obj, method)))
+                function = getattr(obj, method)
+                lost = missing_params(spec["params"], declared(function))
+                unbound = inspect.isfunction(inspect.getattr_static(obj, method))
                 if lost:
                     problems.append(f"{name}.{method}() does not accept {lost}")
+                elif positional_mismatch(function, spec["params"], unbound):
+                    problems.append(f"{name}.{method}(): {positional_mismatch(function, spec['params'], unbound)}")
     assert not problems, f"bert4keras.{module}: " + "; ".join(problems)
 
 
