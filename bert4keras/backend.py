@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from bert4keras import _k as K
+from bert4keras import _keras2_backend as K
+from bert4keras._keras2_backend import flatten, reshape, symbolic, where
 from bert4keras.recompute import do_recompute, recompute_grad, set_recompute
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "root_mean_square", "sinusoidal_embeddings", "Sinusoidal", "apply_rotary_position_embeddings",
     "multilabel_categorical_crossentropy", "sparse_multilabel_categorical_crossentropy",
     "search_layer", "do_recompute", "recompute_grad", "set_recompute", "infinity", "is_bool",
-    "dropout",
+    "dropout", "is_tf_keras", "get_available_gpus", "reshape", "flatten", "dtype", "where",
+    "pool1d", "divisible_temporal_padding", "swish", "leaky_relu", "symbolic",
+    "graph_mode_decorator", "custom_objects",
 ]
 
 
@@ -31,7 +34,7 @@ def infinity() -> float:
     return np.inf
 
 
-# --------------------------------------------------------------------------- GELU (spec 07)
+# --------------------------------------------------------------------------- GELU
 
 
 @keras.saving.register_keras_serializable(package="bert4keras")
@@ -87,7 +90,7 @@ def get_activation(activation):
     return keras.activations.get(activation)
 
 
-# --------------------------------------------------------------------------- schedules (spec 03)
+# --------------------------------------------------------------------------- schedules
 
 
 def piecewise_linear(t, schedule: dict, from_zero: bool = True):
@@ -120,7 +123,7 @@ def piecewise_linear(t, schedule: dict, from_zero: bool = True):
     return x
 
 
-# --------------------------------------------------------------------------- masks (spec 02)
+# --------------------------------------------------------------------------- masks
 
 
 def align(tensor, axes: Sequence[int], ndim: int | None = None):
@@ -279,9 +282,40 @@ def _fmix32(h):
 
 
 def batch_gather(params, indices):
-    """``params[b, ..., indices[b, ..., j]]``: gather on the last axis with shared batch axes."""
+    """Gather on axis ``ndim(indices) - 1`` of ``params``, the axes before it being shared batch axes.
+
+    As ``tf.gather(params, indices, batch_dims=ndim(indices) - 1)``: params (b, n) with
+    indices (b, k) give (b, k); params (b, n, h) with indices (b, k) give (b, k, h).
+    """
     indices = ops.cast(indices, "int32")
-    return ops.take_along_axis(params, indices, axis=-1)
+    axis = len(indices.shape) - 1
+    extra = len(params.shape) - axis - 1
+    if extra < 0:
+        raise ValueError(f"batch_gather: indices of shape {tuple(indices.shape)} have more axes than "
+                         f"params of shape {tuple(params.shape)}")
+    if extra == 0:
+        return ops.take_along_axis(params, indices, axis=axis)
+    expanded = ops.reshape(indices, tuple(ops.shape(indices)) + (1,) * extra)
+    target = tuple(ops.shape(indices)) + tuple(ops.shape(params)[axis + 1:])
+    return ops.take_along_axis(params, ops.broadcast_to(expanded, target), axis=axis)
+
+
+def pool1d(x, pool_size: int, strides: int = 1, padding: str = "valid", data_format=None,
+           pool_mode: str = "max"):
+    """Max or average pooling along the steps of a (batch, steps, features) sequence."""
+    if pool_mode not in ("max", "avg"):
+        raise ValueError(f"pool1d: pool_mode must be 'max' or 'avg', got {pool_mode!r}")
+    pool = ops.max_pool if pool_mode == "max" else ops.average_pool
+    data_format = data_format or keras.config.image_data_format()
+    return pool(x, pool_size, strides=strides, padding=padding, data_format=data_format)
+
+
+def divisible_temporal_padding(x, n: int):
+    """Zero-pad axis 1 on the right until its length is a multiple of ``n``."""
+    length = ops.shape(x)[1]
+    if length is None:
+        raise ValueError("divisible_temporal_padding: the sequence length (axis 1) must be known")
+    return K.temporal_padding(x, (0, -length % n))
 
 
 def root_mean_square(x, axis=None, keepdims: bool = False):
@@ -358,18 +392,23 @@ def sparse_multilabel_categorical_crossentropy(y_true, y_pred, mask_zero: bool =
     return pos_loss + all_loss + ops.log(aux_loss)
 
 
-def search_layer(inputs, name: str):
-    """Find the layer called ``name`` among those that produced ``inputs`` (a tensor or layer)."""
-    seen = set()
+def search_layer(inputs, name: str, exclude_from: set | None = None):
+    """Find the layer called ``name`` among those that produced ``inputs`` (a tensor or layer).
+
+    Searches upwards through inbound layers (and the layers of a nested model);
+    ``exclude_from`` is a set of layers not to search through, and collects the
+    layers visited. Returns None when no layer has that name.
+    """
+    visited = set() if exclude_from is None else exclude_from
     stack = [inputs]
     while stack:
         item = stack.pop()
         layer = item if isinstance(item, keras.layers.Layer) else item._keras_history[0]
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
         if layer.name == name:
             return layer
+        if layer in visited:
+            continue
+        visited.add(layer)
         if isinstance(layer, keras.Model):
             for sub in layer.layers:
                 if sub.name == name:
@@ -377,3 +416,74 @@ def search_layer(inputs, name: str):
         for node in layer._inbound_nodes:
             stack.extend(node.parent_nodes and [n.operation for n in node.parent_nodes] or [])
     return None
+
+
+# --------------------------------------------------------------------------- 0.11.5 compatibility
+
+is_tf_keras = False
+"""Always False: ``keras`` here is Keras 3 (bert4keras 0.11.5 set it from ``TF_KERAS=1``)."""
+
+
+def dtype(x) -> str | None:
+    """The dtype name of a tensor, or None for things without one (Python numbers)."""
+    try:
+        return K.dtype(x)
+    except AttributeError:
+        return None
+
+
+@keras.saving.register_keras_serializable(package="bert4keras")
+def swish(x):
+    """``x * sigmoid(x)`` under its own name (so ``activation='swish'`` round-trips)."""
+    return ops.silu(x)
+
+
+@keras.saving.register_keras_serializable(package="bert4keras")
+def leaky_relu(x, alpha: float = 0.2):
+    """Leaky ReLU with bert4keras's default slope 0.2."""
+    return ops.leaky_relu(x, negative_slope=alpha)
+
+
+def get_available_gpus() -> list[str]:
+    """Names of the GPUs the current Keras backend can use, as ``'/device:GPU:i'``."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        count = len([d for d in jax.devices() if d.platform == "gpu"])
+    elif backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count()
+    else:
+        import tensorflow as tf
+
+        count = len(tf.config.list_physical_devices("GPU"))
+    return [f"/device:GPU:{i}" for i in range(count)]
+
+
+def graph_mode_decorator(f, *args, **kwargs):
+    """TensorFlow-graph custom gradients (0.11.5's recompute internals); not available under Keras 3."""
+    raise NotImplementedError(
+        "graph_mode_decorator builds a TF1-graph custom gradient; under Keras 3 use "
+        "keras.ops.custom_gradient for a custom gradient, or bert4keras.backend.recompute_grad "
+        "for recomputation"
+    )
+
+
+custom_objects = {
+    "gelu_erf": gelu_erf,
+    "gelu_tanh": gelu_tanh,
+    "gelu": gelu_erf,
+    "root_mean_square": root_mean_square,
+    "swish": swish,
+    "leaky_relu": leaky_relu,
+    "Sinusoidal": Sinusoidal,
+    "multilabel_categorical_crossentropy": multilabel_categorical_crossentropy,
+    "initializer": keras.initializers.GlorotUniform,
+}
+"""Names for ``keras.models.load_model(..., custom_objects=custom_objects)`` of 0.11.5-era models.
+
+Unlike 0.11.5 they are not added to Keras's global custom objects, where ``'gelu'`` would
+shadow Keras's own activation; every function above is registered under ``bert4keras>``.
+"""

@@ -9,6 +9,7 @@ like bert4keras's ``K.update`` interception: see ``docs/optimizers.md``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -21,7 +22,7 @@ from keras import ops
 from bert4keras.backend import piecewise_linear, root_mean_square
 
 __all__ = [
-    "Adam", "AdaFactor", "AdaFactorV1", "AdaFactorV2", "AdaX", "Lion", "LionV2",
+    "Adam", "AdaFactor", "AdaFactorBase", "AdaFactorV1", "AdaFactorV2", "AdaX", "Lion", "LionV2",
     "AccumOptimizer", "custom_objects",
     "extend_with_weight_decay", "extend_with_weight_decay_v2",
     "extend_with_layer_adaptation", "extend_with_layer_adaptation_v2",
@@ -31,7 +32,7 @@ __all__ = [
     "extend_with_lazy_optimization", "extend_with_lazy_optimization_v2",
     "extend_with_exponential_moving_average", "extend_with_exponential_moving_average_v2",
     "extend_with_parameter_wise_lr", "extend_with_parameter_wise_lr_v2",
-    "extend_with_gradient_transform",
+    "extend_with_gradient_transform", "export_to_custom_objects",
 ]
 
 _register = keras.saving.register_keras_serializable(package="bert4keras")
@@ -111,6 +112,16 @@ def _check_optimizer_class(obj, function: str) -> None:
         raise TypeError(f"{function} expects a keras.optimizers.Optimizer subclass, got {obj!r}")
 
 
+def _learning_rate_alias(kwargs: dict, learning_rate, default, owner: str):
+    """Take Keras 2's ``lr=`` out of ``kwargs`` as ``learning_rate`` (bert4keras scripts pass ``Adam(lr=1e-5)``)."""
+    if "lr" not in kwargs:
+        return learning_rate
+    lr = kwargs.pop("lr")
+    if learning_rate is not default and learning_rate != default:
+        raise ValueError(f"{owner}: pass learning_rate or its Keras 2 alias lr, not both")
+    return lr
+
+
 def _recipe(cls: type) -> tuple:
     return cls.__dict__.get("_bert4keras_recipe", (f"{cls.__module__}.{cls.__qualname__}",))
 
@@ -175,7 +186,7 @@ class Adam(keras.optimizers.Optimizer):
     """bert4keras's Adam: ``θ -= lr·m̂/(√v̂ + ε)`` with ε=1e-6 and optional bias correction.
 
     Keras's Adam adds ε to the uncorrected √v (``α = lr·√(1-β2^t)/(1-β1^t)``) and defaults
-    to ε=1e-7; this one reproduces bert4keras's numbers (spec 01, T2).
+    to ε=1e-7; this one reproduces bert4keras's numbers.
     """
 
     def __init__(
@@ -187,6 +198,7 @@ class Adam(keras.optimizers.Optimizer):
         bias_correction: bool = True,
         **kwargs,
     ):
+        learning_rate = _learning_rate_alias(kwargs, learning_rate, 0.001, type(self).__name__)
         for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Adam: {name} must be in [0, 1), got {beta!r}")
@@ -232,7 +244,7 @@ class AdaX(keras.optimizers.Optimizer):
     """AdaX (arXiv:2004.09740): ``v ← (1+β2)v + β2 g²``, ``θ -= lr·m/(√(v/((1+β2)^t-1)) + ε)``.
 
     Its second-moment average tends to the mean of *all* past g², so late training
-    approaches constant-lr SGD (spec 06). ``(1+β2)^t - 1`` is computed as
+    approaches constant-lr SGD. ``(1+β2)^t - 1`` is computed as
     ``expm1(t·log1p(β2))``: the direct form loses 4 digits in float32 when β2=1e-4.
     """
 
@@ -244,6 +256,7 @@ class AdaX(keras.optimizers.Optimizer):
         epsilon: float = 1e-6,
         **kwargs,
     ):
+        learning_rate = _learning_rate_alias(kwargs, learning_rate, 0.001, type(self).__name__)
         if not beta_2 > 0:
             raise ValueError(f"AdaX: beta_2 must be > 0 (it divides by (1+beta_2)^t - 1), got {beta_2}")
         super().__init__(learning_rate=learning_rate, **kwargs)
@@ -285,6 +298,7 @@ class Lion(keras.optimizers.Lion):
     """
 
     def __init__(self, learning_rate: float = 3e-4, beta_1: float = 0.95, beta_2: float = 0.98, **kwargs):
+        learning_rate = _learning_rate_alias(kwargs, learning_rate, 3e-4, type(self).__name__)
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, **kwargs)
 
 
@@ -303,11 +317,11 @@ class _RelativeStepSize(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @_register
-class AdaFactor(keras.optimizers.Optimizer):
-    """AdaFactor (arXiv:1804.04235) with bert4keras semantics (spec 06).
+class AdaFactorBase(keras.optimizers.Optimizer):
+    """AdaFactor's hyper-parameters, schedules and factoring rule, without the update step.
 
-    Second moments are factored into row/column means for variables whose second-largest
-    dimension is at least ``min_dim_size_to_factor``, which is what makes it cheap in memory.
+    Subclass it (and write ``build``/``update_step``) for an AdaFactor variant; :class:`AdaFactor`
+    is the bert4keras one.
     """
 
     def __init__(
@@ -323,6 +337,7 @@ class AdaFactor(keras.optimizers.Optimizer):
         exclude_from_parameter_scale: Sequence[str] | None = None,
         **kwargs,
     ):
+        learning_rate = _learning_rate_alias(kwargs, learning_rate, 1e-3, type(self).__name__)
         relative = learning_rate is None
         if relative:
             learning_rate = _RelativeStepSize(1.0 if multiply_by_parameter_scale else 0.05)
@@ -366,6 +381,28 @@ class AdaFactor(keras.optimizers.Optimizer):
         vr_shape[axis1] = 1
         vc_shape[axis2] = 1
         return tuple(vr_shape), axis1, tuple(vc_shape), axis2
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if self._relative_step:
+            config["learning_rate"] = None
+        config.update(
+            beta1=self.beta1, beta2=self._beta2, epsilon1=self.epsilon1, epsilon2=self.epsilon2,
+            multiply_by_parameter_scale=self.multiply_by_parameter_scale,
+            clipping_threshold=self.clipping_threshold,
+            min_dim_size_to_factor=self.min_dim_size_to_factor,
+            exclude_from_parameter_scale=self._parameter_scale_exclusions.patterns,
+        )
+        return config
+
+
+@_register
+class AdaFactor(AdaFactorBase):
+    """AdaFactor (arXiv:1804.04235) as in bert4keras: https://kexue.fm/archives/7302.
+
+    Second moments are factored into row/column means for variables whose second-largest
+    dimension is at least ``min_dim_size_to_factor``, which is what makes it cheap in memory.
+    """
 
     def build(self, variables):
         if self.built:
@@ -418,19 +455,6 @@ class AdaFactor(keras.optimizers.Optimizer):
         if self.multiply_by_parameter_scale and not self._parameter_scale_exclusions.search(variable):
             u = u * ops.maximum(root_mean_square(variable.value), self.epsilon2)
         self.assign_sub(variable, lr * u)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        if self._relative_step:
-            config["learning_rate"] = None
-        config.update(
-            beta1=self.beta1, beta2=self._beta2, epsilon1=self.epsilon1, epsilon2=self.epsilon2,
-            multiply_by_parameter_scale=self.multiply_by_parameter_scale,
-            clipping_threshold=self.clipping_threshold,
-            min_dim_size_to_factor=self.min_dim_size_to_factor,
-            exclude_from_parameter_scale=self._parameter_scale_exclusions.patterns,
-        )
-        return config
 
 
 # --------------------------------------------------------------------------- extensions
@@ -548,7 +572,7 @@ def _check_accum_steps(steps) -> int:
 
 
 def extend_with_gradient_accumulation(BaseOptimizer: type, name: str | None = None) -> type:
-    """Update once every ``grad_accum_steps`` calls with the mean of their gradients (spec 01).
+    """Update once every ``grad_accum_steps`` calls with the mean of their gradients.
 
     Built on Keras's ``gradient_accumulation_steps`` (same step semantics; non-update
     steps leave weights and slots bit-identical); adds ``grad_accum_steps=1`` as a
@@ -690,7 +714,7 @@ def extend_with_lazy_optimization(BaseOptimizer: type, name: str | None = None) 
 
 
 def extend_with_exponential_moving_average(BaseOptimizer: type, name: str | None = None) -> type:
-    """Keep ``ema ← μ·ema + (1-μ)·θ`` (zero-initialised) after every applied update (spec 04).
+    """Keep ``ema ← μ·ema + (1-μ)·θ`` (zero-initialised) after every applied update.
 
     ``apply_ema_weights()`` swaps the (bias-corrected) averages into the model for
     evaluation or saving; ``reset_old_weights()`` swaps the training weights back.
@@ -842,6 +866,26 @@ def extend_with_gradient_transform(BaseOptimizer: type, name: str | None = None)
     return _finish(GradientTransform, BaseOptimizer, name, "GradientTransform")
 
 
+def export_to_custom_objects(base_extend_with: Callable) -> Callable:
+    """Decorator for a user ``extend_with_xxx(BaseOptimizer)``: add ``name=`` and register the result.
+
+    The returned class is renamed to ``name`` if given and put in
+    ``keras.saving.get_custom_objects()`` under its name, so saved models find it.
+    """
+
+    @functools.wraps(base_extend_with)
+    def new_extend_with(BaseOptimizer: type, name: str | None = None) -> type:
+        new_class = base_extend_with(BaseOptimizer)
+        if name is not None:
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ValueError(f"name must be a Python identifier, got {name!r}")
+            new_class.__name__ = new_class.__qualname__ = name
+        keras.saving.get_custom_objects()[new_class.__name__] = new_class
+        return new_class
+
+    return new_extend_with
+
+
 # Keras 3 has one optimizer API, so bert4keras's tf.keras (_v2 / V2) variants are the same.
 extend_with_weight_decay_v2 = extend_with_weight_decay
 extend_with_layer_adaptation_v2 = extend_with_layer_adaptation
@@ -851,7 +895,7 @@ extend_with_lookahead_v2 = extend_with_lookahead
 extend_with_lazy_optimization_v2 = extend_with_lazy_optimization
 extend_with_exponential_moving_average_v2 = extend_with_exponential_moving_average
 extend_with_parameter_wise_lr_v2 = extend_with_parameter_wise_lr
-AdaFactorV1 = AdaFactorV2 = AdaFactor
+AdaFactorV1 = AdaFactorV2 = AdaFactor  # 0.11.5's Keras-2 and tf.keras implementations
 LionV2 = Lion
 
 custom_objects = {"Adam": Adam, "AdaFactor": AdaFactor, "AdaX": AdaX, "Lion": Lion}

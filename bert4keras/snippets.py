@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
+import json
+import os
 import re
-from typing import Iterable, Iterator, Sequence
+import types
+import unicodedata
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -177,3 +183,325 @@ class DataGenerator:
         while True:
             for d in self.__iter__(random):
                 yield d[0]
+
+    def to_dataset(self, types, shapes, names=None, padded_batch: bool = False):
+        """A ``tf.data.Dataset`` of samples from :meth:`forfit`, batched by ``batch_size``.
+
+        ``__iter__`` here must yield single samples. ``names`` wraps them into dicts (a
+        string, a list of strings, or a list of such lists); ``padded_batch`` pads each
+        batch to ``shapes``. Needs TensorFlow; without it iterate the generator
+        (``model.fit(gen.forfit(), steps_per_epoch=len(gen))``) or wrap it in a
+        ``keras.utils.PyDataset``.
+        """
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ImportError(
+                "DataGenerator.to_dataset builds a tf.data.Dataset and needs TensorFlow; without it "
+                "pass gen.forfit() with steps_per_epoch=len(gen) to model.fit, or wrap the batches "
+                "in a keras.utils.PyDataset"
+            ) from None
+        generator = self.forfit
+        if names is not None:
+            if is_string(names):
+                def wrap(keys, values):
+                    return {keys: values}
+            elif is_string(names[0]):
+                def wrap(keys, values):
+                    return dict(zip(keys, values))
+            else:
+                def wrap(keys, values):
+                    return tuple(dict(zip(k, v)) for k, v in zip(keys, values))
+
+            def generator():
+                for d in self.forfit():
+                    yield wrap(names, d)
+
+            types, shapes = wrap(names, types), wrap(names, shapes)
+        if padded_batch:
+            dataset = tf.data.Dataset.from_generator(generator, output_types=types)
+            return dataset.padded_batch(self.batch_size, shapes)
+        dataset = tf.data.Dataset.from_generator(generator, output_types=types, output_shapes=shapes)
+        return dataset.batch(self.batch_size)
+
+
+# --------------------------------------------------------------------------- more bert4keras 0.11.5 names
+
+is_py2 = False
+"""Always False (0.11.5 also ran on Python 2)."""
+
+
+def lowercase_and_normalize(text: str) -> str:
+    """Lower-case, decompose (NFD) and drop combining marks: ``'Café'`` -> ``'cafe'``."""
+    text = unicodedata.normalize("NFD", text.lower())
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Numpy softmax along ``axis`` (max-shifted, so large logits do not overflow)."""
+    x = np.asarray(x)
+    x = np.exp(x - x.max(axis=axis, keepdims=True))
+    return x / x.sum(axis=axis, keepdims=True)
+
+
+class open:
+    """bert4keras's file object: the built-in ``open`` plus random access to lines.
+
+    ``indexable=True`` records the offset of every line so ``f[i]`` reads line ``i``
+    (with its newline) and ``len(f)`` counts lines; a path string for ``indexable``
+    loads the offsets from that JSON file if it exists, else writes them there.
+    In binary mode a given ``encoding`` decodes what is read and encodes what is
+    written (0.11.5's Python 2 behaviour); in text mode the built-in ``open`` does it.
+    """
+
+    def __init__(self, name, mode: str = "r", encoding: str | None = None, errors: str = "strict",
+                 indexable=False):
+        self.name = name
+        self.binary = "b" in mode
+        if self.binary:
+            self.file = builtins.open(name, mode)
+        else:
+            self.file = builtins.open(name, mode, encoding=encoding, errors=errors)
+        self.encoding = encoding
+        self.errors = errors
+        self.iterator = None
+        if indexable:
+            if is_string(indexable) and os.path.exists(indexable):
+                with builtins.open(indexable, encoding="utf-8") as f:
+                    self.offsets = json.load(f)
+                if not (isinstance(self.offsets, list) and all(isinstance(o, int) for o in self.offsets)):
+                    raise ValueError(f"{indexable}: not a line index (a JSON list of offsets)")
+            else:
+                self.create_indexes()
+                if is_string(indexable):
+                    tmp = f"{indexable}.tmp{os.getpid()}"
+                    with builtins.open(tmp, "w", encoding="utf-8") as f:
+                        json.dump(self.offsets, f)
+                    os.replace(tmp, indexable)
+
+    def _decode(self, text):
+        if self.binary and self.encoding:
+            return convert_to_unicode(text, self.encoding, self.errors)
+        return text
+
+    def create_indexes(self) -> None:
+        """Record the offset at which each line starts (``self.offsets``), then rewind."""
+        print("creating indexes ...")
+        self.offsets, offset = [], 0
+        self.seek(0)
+        while self.file.readline():
+            self.offsets.append(offset)
+            offset = self.tell()
+        self.seek(0)
+        print("indexes created.")
+
+    def __getitem__(self, key: int):
+        if not hasattr(self, "offsets"):
+            raise TypeError(f"{self.name}: open it with indexable=True to read lines by index")
+        self.seek(self.offsets[key])
+        return self.readline()
+
+    def __len__(self) -> int:
+        if not hasattr(self, "offsets"):
+            raise TypeError(f"{self.name}: open it with indexable=True to count its lines")
+        return len(self.offsets)
+
+    def __iter__(self):
+        for line in self.file:
+            yield self._decode(line)
+
+    def next(self):
+        if self.iterator is None:
+            self.iterator = self.__iter__()
+        return next(self.iterator)
+
+    __next__ = next
+
+    def read(self):
+        return self._decode(self.file.read())
+
+    def readline(self):
+        return self._decode(self.file.readline())
+
+    def readlines(self) -> list:
+        return [self._decode(line) for line in self.file.readlines()]
+
+    def write(self, text) -> None:
+        if self.binary and self.encoding and isinstance(text, str):
+            text = text.encode(self.encoding, self.errors)
+        self.file.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def seek(self, offset: int = 0):
+        return self.file.seek(offset)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, type, value, tb):
+        self.close()
+
+
+def insert_arguments(**arguments):
+    """Decorator for ``__init__``: accept extra keywords, store each as ``self.<name>`` (default if absent)."""
+
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def new_func(self, *args, **kwargs):
+            for key, default in arguments.items():
+                setattr(self, key, kwargs.pop(key, default))
+            return func(self, *args, **kwargs)
+
+        return new_func
+
+    return decorator
+
+
+def delete_arguments(*arguments):
+    """Decorator for ``__init__``: reject the given keywords with a ``TypeError``."""
+
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def new_func(self, *args, **kwargs):
+            for key in arguments:
+                if key in kwargs:
+                    raise TypeError(f"{type(self).__name__} got an unexpected keyword argument {key!r}")
+            return func(self, *args, **kwargs)
+
+        return new_func
+
+    return decorator
+
+
+def longest_common_substring(source: Sequence, target: Sequence) -> tuple[int, tuple[int, int, int, int]]:
+    """Length of the longest common contiguous run and its spans ``(i0, i1, j0, j1)``.
+
+    ``source[i0:i1] == target[j0:j1]``; of several longest runs, the first one met
+    scanning ``source`` then ``target`` is returned. ``(0, (0, 0, 0, 0))`` if none.
+    """
+    best, span = 0, (0, 0, 0, 0)
+    previous = [0] * (len(target) + 1)
+    for i, si in enumerate(source, 1):
+        current = [0] * (len(target) + 1)
+        for j, tj in enumerate(target, 1):
+            if si == tj:
+                current[j] = previous[j - 1] + 1
+                if current[j] > best:
+                    best = current[j]
+                    span = (i - best, i, j - best, j)
+        previous = current
+    return best, span
+
+
+def longest_common_subsequence(source: Sequence, target: Sequence) -> tuple[int, list[tuple[int, int]]]:
+    """Length of the longest common (not necessarily contiguous) subsequence and one alignment.
+
+    The alignment is a list of index pairs ``(i, j)`` with ``source[i] == target[j]``,
+    increasing in both; the same one 0.11.5 returns when several exist.
+    """
+    n, m = len(source), len(target)
+    c = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            if source[i - 1] == target[j - 1]:
+                c[i][j] = c[i - 1][j - 1] + 1
+            else:
+                c[i][j] = max(c[i][j - 1], c[i - 1][j])
+    length, mapping = c[n][m], []
+    i, j = n - 1, m - 1
+    while len(mapping) < length:
+        if source[i] == target[j]:
+            mapping.append((i, j))
+            i, j = i - 1, j - 1
+        elif c[i + 1][j] > c[i][j + 1]:
+            j -= 1
+        else:
+            i -= 1
+    return length, mapping[::-1]
+
+
+class WebServing:
+    """A small bottle web server exposing Python functions as JSON endpoints (for quick tests).
+
+    ``web = WebServing(port=8864)``; ``web.route('/f', f, {'text': (None, True), 'n': (int, False)})``;
+    ``web.start()``. Each argument maps to ``(converter or None, required)``; the reply is
+    ``{"code": 0, "desc": "succeeded", "data": f(...)}``, code 1 for a missing required
+    argument, code 2 with the error text if ``f`` raises. Needs ``pip install bottle``
+    (and ``paste`` for the default ``server='paste'``; ``server='wsgiref'`` needs nothing).
+    """
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8000, server="paste"):
+        try:
+            import bottle
+        except ImportError:
+            raise ImportError("WebServing needs the bottle package: pip install bottle") from None
+        self.host = host
+        self.port = port
+        self.server = server
+        self.bottle = bottle
+        self.app = bottle.Bottle()
+
+    def wraps(self, func: Callable, arguments: dict, method: str = "GET") -> Callable:
+        """The endpoint for ``func``: read ``arguments`` from the query (GET) or form (POST), reply JSON."""
+        request = self.bottle.request
+
+        def endpoint():
+            outputs = {"code": 0, "desc": "succeeded", "data": {}}
+            params = request.GET if method == "GET" else request.POST
+            kwargs = {}
+            for key, (convert, required) in arguments.items():
+                value = params.getunicode(key)
+                if value is None:
+                    if required:
+                        outputs["code"], outputs["desc"] = 1, f'lack of "{key}" argument'
+                        return json.dumps(outputs, ensure_ascii=False)
+                    continue
+                kwargs[key] = convert(value) if convert is not None else value
+            try:
+                outputs["data"] = func(**kwargs)
+            except Exception as e:  # reported to the client, as the service's contract says
+                outputs["code"], outputs["desc"] = 2, str(e)
+            return json.dumps(outputs, ensure_ascii=False)
+
+        return endpoint
+
+    def route(self, path: str, func: Callable, arguments: dict, method: str = "GET") -> None:
+        """Serve ``func`` at ``path``."""
+        if method not in ("GET", "POST"):
+            raise ValueError(f"WebServing.route: method must be 'GET' or 'POST', got {method!r}")
+        self.app.route(path, method=method)(self.wraps(func, arguments, method))
+
+    def start(self) -> None:
+        """Serve until interrupted."""
+        if self.server == "paste":
+            try:
+                import paste  # noqa: F401
+            except ImportError:
+                raise ImportError("WebServing(server='paste') needs the paste package (pip install paste); "
+                                  "or pass server='wsgiref'") from None
+        self.bottle.run(app=self.app, host=self.host, port=self.port, server=self.server)
+
+
+class Hook:
+    """Wrap a module so that reading its ``uniout`` attribute does nothing (0.11.5's Python 2 hook)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, attr):
+        if attr == "uniout":
+            return uniout
+        return getattr(self.module, attr)
+
+
+uniout = types.ModuleType(
+    "uniout", "No-op: on Python 2 0.11.5 imported uniout here to print Chinese; Python 3 needs nothing."
+)

@@ -1,4 +1,4 @@
-"""Optimizers and extend_with_* extensions: the reference values of specs 01, 03, 04 and 06.
+"""Optimizers and extend_with_* extensions, pinned to hand-computed reference trajectories.
 
 Run with KERAS_BACKEND=jax and KERAS_BACKEND=torch. Manual ``optimizer.apply`` loops pin
 numbers; ``model.fit`` runs check the same code under jit (JAX) and the torch trainer.
@@ -16,7 +16,7 @@ from keras import ops
 from bert4keras import optimizers as O
 from bert4keras.backend import piecewise_linear
 
-# Spec 01 least-squares problem: Dense(1, use_bias=False), MSE, kernel w0.
+# A least-squares problem: Dense(1, use_bias=False), MSE, kernel w0 (4 samples, micro-batches of 2).
 X = np.array([[1, 2], [3, -1], [0.5, 0.5], [-2, 1]], "float32")
 Y = np.array([1, 0, 2, -1], "float32")
 W0 = np.array([0.1, -0.2], "float32")
@@ -42,7 +42,7 @@ def lsq_grad(w, sl) -> np.ndarray:
 
 
 def run_lsq(opt, batches):
-    """Feed the spec 01 batches; return w and the optimizer state after every call."""
+    """Feed the least-squares batches; return w and the optimizer state after every call."""
     w = keras.Variable(W0, name="w")
     ws, states = [], []
     for sl in batches:
@@ -81,7 +81,7 @@ def data(n: int, seed: int = 1):
     return x, np.stack([x.sum(1), x[:, 0] * x[:, 1]], 1).astype("float32")
 
 
-# --------------------------------------------------------------------------- spec 01: accumulation
+# --------------------------------------------------------------------------- gradient accumulation
 
 
 def test_accumulated_sgd_equals_big_batch_and_skips_are_bit_identical():
@@ -117,7 +117,7 @@ def test_accumulated_bert4keras_adam_matches_big_batch_adam():
 
 
 def test_keras_adam_formula_reference():
-    """Keras's Adam (ε=1e-7, ε outside the bias correction): 2 big steps of spec 01 T2."""
+    """Keras's Adam (ε=1e-7, ε outside the bias correction): 2 full-batch steps of the problem above."""
     big, _ = run_lsq(keras.optimizers.Adam(0.1), FULL)
     # Keras computes 1-β2^t in float32 (0.002 with 3e-5 relative error): hence 3e-6.
     np.testing.assert_allclose(big[-1], [0.29103276, -0.00040845], atol=3e-6)
@@ -215,7 +215,7 @@ def test_bad_grad_accum_steps(steps):
         O.extend_with_gradient_accumulation(O.Adam)(grad_accum_steps=steps)
 
 
-# --------------------------------------------------------------------------- spec 03
+# --------------------------------------------------------------------------- learning-rate schedules
 
 
 def test_reparameterisation_sgd_and_adam():
@@ -388,7 +388,7 @@ def test_gradient_transform():
     assert GT.from_config(opt.get_config()).gradient_transform is l1_clip
 
 
-# --------------------------------------------------------------------------- spec 04: EMA
+# --------------------------------------------------------------------------- EMA
 
 
 def ema_run(trajectory_grads, momentum, w0=0.0):
@@ -464,7 +464,7 @@ def test_ema_updates_only_on_applied_steps():
     opt.reset_old_weights()
 
 
-# --------------------------------------------------------------------------- spec 06: AdaX
+# --------------------------------------------------------------------------- AdaX (arXiv:2004.09740)
 
 
 def test_adax_two_steps():
@@ -510,7 +510,7 @@ def test_adax_constant_gradient_and_recursion():
         O.AdaX(beta_2=0.0)
 
 
-# --------------------------------------------------------------------------- spec 06: AdaFactor
+# --------------------------------------------------------------------------- AdaFactor (arXiv:1804.04235)
 
 THETA = np.array([[0.5, -1.0], [2.0, 0.1], [-0.3, 0.7]], "float32")
 G = np.array([[0.1, 0.2], [-0.3, 0.05], [0.4, -0.1]], "float32")
@@ -728,3 +728,64 @@ def test_bad_extension_arguments():
         opt.build([keras.Variable(1.0)])
         O.AccumOptimizer(opt, 2)
     assert math.isfinite(num(O.Adam().learning_rate))
+
+
+# --------------------------------------------------------------------------- Keras 2 / 0.11.5 names
+
+
+@pytest.mark.parametrize("cls", [O.Adam, O.AdaX, O.Lion, O.AdaFactor, O.AdaFactorV2, O.LionV2])
+def test_lr_is_an_alias_of_learning_rate(cls):
+    opt = cls(lr=0.125)
+    assert num(opt.learning_rate) == 0.125
+    assert cls.from_config(opt.get_config()).get_config()["learning_rate"] == 0.125
+    with pytest.raises(ValueError, match="not both"):
+        cls(learning_rate=0.5, lr=0.125)
+
+
+def test_lr_alias_through_extensions_and_training():
+    AdamW = O.extend_with_piecewise_linear_lr(O.extend_with_weight_decay(O.Adam), name="AdamWLRAlias")
+    opt = AdamW(lr=0.01, weight_decay_rate=0.0, lr_schedule={0: 1})
+    w = keras.Variable(np.array([1.0, -1.0], "float32"))
+    apply(opt, [[1.0, 1.0]], [w])
+    np.testing.assert_allclose(to_np(w), [0.99, -1.01], rtol=1e-5)  # Adam's first step moves lr·sign(g)
+
+
+def test_k_set_value_on_the_learning_rate():
+    from bert4keras.backend import K
+
+    opt = O.Adam(lr=0.01)
+    K.set_value(opt.learning_rate, 0.001)
+    assert abs(float(K.get_value(opt.learning_rate)) - 0.001) < 1e-9
+    w = keras.Variable(np.array([1.0], "float32"))
+    apply(opt, [[1.0]], [w])
+    np.testing.assert_allclose(to_np(w), [0.999], rtol=1e-6)
+    scheduled = O.extend_with_piecewise_linear_lr(O.Adam, name="AdamLRForSetValue")(lr_schedule={10: 1})
+    with pytest.raises(TypeError, match="learning_rate"):
+        K.set_value(scheduled.learning_rate, 0.1)
+
+
+def test_adafactor_base_is_the_shared_base():
+    assert issubclass(O.AdaFactor, O.AdaFactorBase)
+    base = O.AdaFactorBase(learning_rate=None, min_dim_size_to_factor=4)
+    assert base.factored_shape((8, 16)) == ((8, 1), 1, (1, 16), 0)
+    assert base.factored_shape((3, 16)) is None
+    assert base.get_config()["learning_rate"] is None
+
+
+def test_export_to_custom_objects():
+    @O.export_to_custom_objects
+    def extend_with_halved_steps(BaseOptimizer):
+        class Halved(BaseOptimizer):
+            def update_step(self, gradient, variable, learning_rate):
+                super().update_step(gradient, variable, learning_rate * 0.5)
+
+        return Halved
+
+    cls = extend_with_halved_steps(keras.optimizers.SGD, name="HalvedSGD")
+    assert cls.__name__ == "HalvedSGD"
+    assert keras.saving.get_custom_objects()["HalvedSGD"] is cls
+    w = keras.Variable(np.array([1.0], "float32"))
+    apply(cls(learning_rate=0.1), [[1.0]], [w])
+    np.testing.assert_allclose(to_np(w), [0.95])
+    with pytest.raises(ValueError, match="identifier"):
+        extend_with_halved_steps(keras.optimizers.SGD, name="not a name")

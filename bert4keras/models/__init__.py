@@ -14,6 +14,7 @@ from bert4keras.models.base import (  # noqa: F401
 )
 from bert4keras.models.albert import ALBERT, ALBERT_Unshared  # noqa: F401
 from bert4keras.models.bert import BERT  # noqa: F401
+from bert4keras.models.data_parallel import data_parallel  # noqa: F401
 from bert4keras.models.electra import ELECTRA  # noqa: F401
 from bert4keras.models.gau import GAU_alpha  # noqa: F401
 from bert4keras.models.gpt import GPT, GPT2, GPT2_ML  # noqa: F401

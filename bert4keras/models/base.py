@@ -348,6 +348,14 @@ class Transformer:
         """Inverse of :meth:`load_variable`'s transforms, for writing checkpoints."""
         return value
 
+    def create_variable(self, name: str, value: np.ndarray, dtype: str | None = None):
+        """0.11.5's export hook: ``(variable, value)`` with ``value`` in checkpoint layout (:meth:`export_variable`).
+
+        Keras variable names cannot contain ``/``, so the variable is named after the last part of ``name``.
+        """
+        value = self.export_variable(name, value)
+        return keras.Variable(value, dtype=dtype or keras.config.floatx(), name=name.split("/")[-1]), value
+
     def save_weights_as_checkpoint(self, filename: str, mapping: dict | None = None,
                                    dtype: str | None = None) -> None:
         """Write the weights as a Google-style TF checkpoint (``filename`` is the prefix).
