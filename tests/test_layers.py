@@ -1,4 +1,4 @@
-"""Layers: layer-in-layer (spec 02 test 1), attention padding invariance, no NaN, serialization."""
+"""Layers: layer-in-layer (a layer whose call uses other layers keeps their weights), attention padding invariance, no NaN, serialization."""
 
 import keras
 import numpy as np

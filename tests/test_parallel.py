@@ -1,4 +1,4 @@
-"""parallel_apply (spec 08): bert4keras semantics, every start method, errors instead of hangs."""
+"""parallel_apply: bert4keras semantics, every start method, errors instead of hangs."""
 
 import math
 import os
