@@ -67,15 +67,23 @@ def _sniff(path: str) -> str:
     raise ValueError(f"{path!r} is neither a Keras weights file (HDF5) nor a Keras model file (.keras zip)")
 
 
+def _kind_by_name(path: str) -> str | None:
+    """The format Keras 3 would assume from the file name alone."""
+    for suffix, kind in ((".weights.h5", "weights.h5"), (".keras", "keras"), (".h5", "h5"), (".hdf5", "h5")):
+        if path.endswith(suffix):
+            return kind
+    return None
+
+
 @contextlib.contextmanager
-def _with_suffix(path: str, suffix: str) -> Iterator[str]:
-    """``path`` under a name ending in ``suffix`` (Keras 3 picks its reader by suffix):
-    the path itself if it already ends so, else a symlink (or a copy) in a temporary folder."""
-    if path.endswith(suffix):
+def _named_for(path: str, kind: str) -> Iterator[str]:
+    """``path`` under a name from which Keras 3 (which picks its reader by suffix) assumes ``kind``:
+    the path itself if its name already says so, else a symlink (or a copy) in a temporary folder."""
+    if _kind_by_name(path) == kind:
         yield path
         return
     folder = tempfile.mkdtemp(prefix="bert4keras-")
-    alias = os.path.join(folder, "file" + suffix)
+    alias = os.path.join(folder, "file." + kind)
     try:
         try:
             os.symlink(os.path.abspath(path), alias)
@@ -105,10 +113,13 @@ def _atomic_write(path: str, suffix: str) -> Iterator[str]:
 def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
     """``keras.models.load_model`` for any file name: a ``.keras`` zip or a Keras 2 HDF5 model, by content."""
     path = os.fspath(filepath)
+    if os.path.isdir(path):  # a checkpoint folder: Keras 3's own rules
+        return keras.models.load_model(path, custom_objects=custom_objects, compile=compile,
+                                       safe_mode=safe_mode)
     kind = _sniff(path)
     if kind == "weights.h5":
         raise ValueError(f"{path!r} holds weights only (save_weights); build the model and call load_weights")
-    with _with_suffix(path, "." + kind) as readable:
+    with _named_for(path, kind) as readable:
         return keras.models.load_model(readable, custom_objects=custom_objects, compile=compile,
                                        safe_mode=safe_mode)
 
@@ -197,9 +208,9 @@ class Keras2ModelMixin:
         """Load weights from ``filepath`` whatever its name: Keras 3 ``.weights.h5`` layout, Keras 2
         HDF5 (``layer_names``) or a ``.keras`` zip, recognised by content."""
         path = os.fspath(filepath)
-        if path.endswith(".weights.json"):  # a shard index: Keras 3's own rules
+        if path.endswith(".weights.json") or os.path.isdir(path):  # shards, checkpoint folders: Keras 3's rules
             return super().load_weights(path, skip_mismatch=skip_mismatch, **kwargs)
-        with _with_suffix(path, "." + _sniff(path)) as readable:
+        with _named_for(path, _sniff(path)) as readable:
             return super().load_weights(readable, skip_mismatch=skip_mismatch, **kwargs)
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
@@ -223,7 +234,7 @@ class Keras2ModelMixin:
         if not isinstance(value, keras.KerasTensor):
             raise TypeError(f"add_metric takes a symbolic tensor of model {self.name!r}'s graph "
                             f"(built from its inputs), got {type(value).__name__}")
-        state = _METRICS.setdefault(self, _Metrics())
+        state = _METRICS.get(self) or _Metrics()
         name = name or value.name
         taken = {m.name for m in self.metrics} | {"loss"}
         if name in taken:
@@ -237,6 +248,7 @@ class Keras2ModelMixin:
         state.tensors.append(value)
         state.trackers.append(keras.metrics.Mean(name=name))
         state.graph = graph
+        _METRICS[self] = state
         self.train_function = self.test_function = None  # rebuild the steps with the new output
 
     @property

@@ -137,6 +137,7 @@ def test_model_constructor_spellings():
 
     seq = keras.models.Sequential([keras.layers.Input((3,)), keras.layers.Dense(1)])
     assert hasattr(seq, "fit_generator") and isinstance(seq, plain_keras.Sequential)
+    assert seq.predict_generator(iter([np.ones((2, 3))]), steps=1).shape == (2, 1)
 
 
 def test_add_metric_rejects_what_keras2_rejected():
@@ -146,6 +147,8 @@ def test_add_metric_rejects_what_keras2_rejected():
         model.add_metric(K.mean(stranger), name="stranger")
     with pytest.raises(TypeError, match="symbolic tensor"):
         model.add_metric(np.float32(1.0), name="constant")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    model.fit_generator(batches(), steps_per_epoch=1, verbose=0)  # a refused add_metric changed nothing
     model.add_metric(K.mean(output), name="m")
     with pytest.raises(ValueError, match="already reports a metric named 'm'"):
         model.add_metric(K.max(output), name="m")
@@ -181,7 +184,8 @@ def test_load_weights_recognises_formats_by_content(tmp_path):
     model.save(tmp_path / "test.model")  # a .keras zip under 0.11.5's file name
     assert zipfile.is_zipfile(tmp_path / "test.model")
 
-    for name in ("keras2.weights", "test.model"):
+    (tmp_path / "misnamed.weights.h5").write_bytes((tmp_path / "keras2.weights").read_bytes())
+    for name in ("keras2.weights", "test.model", "misnamed.weights.h5"):
         fresh, _ = classifier(seed=1)
         fresh.load_weights(tmp_path / name)
         np.testing.assert_array_equal(fresh.predict(x, verbose=0), expected)
