@@ -228,9 +228,9 @@ class Keras2ModelMixin:
         if aggregation not in (None, "mean"):
             raise ValueError(f"add_metric: aggregation must be 'mean' (Keras 2's only choice for a "
                              f"tensor), got {aggregation!r}")
-        if type(self).call is not Keras2ModelMixin.call:
+        if isinstance(self, keras.Sequential) or type(self).call is not Keras2ModelMixin.call:
             raise TypeError(f"add_metric needs a functional model (Model(inputs, outputs)); "
-                            f"{type(self).__name__} defines its own call()")
+                            f"{type(self).__name__} is a Sequential or defines its own call()")
         if not isinstance(value, keras.KerasTensor):
             raise TypeError(f"add_metric takes a symbolic tensor of model {self.name!r}'s graph "
                             f"(built from its inputs), got {type(value).__name__}")
