@@ -187,7 +187,7 @@ class Keras2ModelMixin:
 
     def predict_generator(self, generator, steps=None, callbacks=None, max_queue_size=10, workers=1,
                           use_multiprocessing=False, verbose=0):
-        """Keras 2's ``predict_generator``: ``predict`` on the generator's inputs (a yielded list is one ``x``)."""
+        """Keras 2's ``predict_generator``: ``predict`` on the generator's inputs (a list is one ``x``)."""
         _warn_readers(workers, use_multiprocessing)
         if not isinstance(generator, keras.utils.PyDataset):
             generator = _inputs_only(generator)
@@ -208,7 +208,7 @@ class Keras2ModelMixin:
         """Load weights from ``filepath`` whatever its name: Keras 3 ``.weights.h5`` layout, Keras 2
         HDF5 (``layer_names``) or a ``.keras`` zip, recognised by content."""
         path = os.fspath(filepath)
-        if path.endswith(".weights.json") or os.path.isdir(path):  # shards, checkpoint folders: Keras 3's rules
+        if path.endswith(".weights.json") or os.path.isdir(path):  # shards, folders: Keras 3's rules
             return super().load_weights(path, skip_mismatch=skip_mismatch, **kwargs)
         with _named_for(path, _sniff(path)) as readable:
             return super().load_weights(readable, skip_mismatch=skip_mismatch, **kwargs)
@@ -304,7 +304,7 @@ class Functional(Keras2ModelMixin, keras.Model):
 
 
 def _functional_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
-    """Keras 2's ``input=``/``output=`` keywords as ``inputs=``/``outputs=``; and whether this is a functional call."""
+    """Keras 2's ``input=``/``output=`` as ``inputs=``/``outputs=``, and whether this is a functional call."""
     for old, new in (("input", "inputs"), ("output", "outputs")):
         if old in kwargs:
             if new in kwargs:
@@ -367,9 +367,9 @@ def _optimizer_classes() -> dict[str, type]:
         if (isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer)
                 and base is not keras.optimizers.Optimizer
                 and "learning_rate" in inspect.signature(base).parameters):
-            cls = _KerasAlias(name, (Keras2OptimizerMixin, base),
-                              {"_keras2_alias_of": base, "__module__": __name__,
-                               "__qualname__": name, "__doc__": f"``keras.optimizers.{name}`` taking ``lr=``."})
+            namespace = {"_keras2_alias_of": base, "__module__": __name__, "__qualname__": name,
+                         "__doc__": f"``keras.optimizers.{name}`` taking ``lr=``."}
+            cls = _KerasAlias(name, (Keras2OptimizerMixin, base), namespace)
             found[name] = keras.saving.register_keras_serializable(package="bert4keras.keras2")(cls)
     return found
 

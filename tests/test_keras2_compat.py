@@ -37,7 +37,8 @@ def test_plain_keras_is_untouched():
     assert not hasattr(plain, "fit_generator") and not hasattr(plain_keras.optimizers.Adam(), "lr")
     # every name of Keras 3 reads through; the compat classes accept plain Keras 3 objects
     assert keras.layers is plain_keras.layers and keras.ops is plain_keras.ops
-    assert keras.__version__ == plain_keras.__version__ and keras.utils.PyDataset is plain_keras.utils.PyDataset
+    assert keras.__version__ == plain_keras.__version__
+    assert keras.utils.PyDataset is plain_keras.utils.PyDataset
     assert set(dir(plain_keras)) <= set(dir(keras))
     assert isinstance(plain, keras.Model) and isinstance(plain, keras.models.Model)
     assert isinstance(plain_keras.optimizers.Adam(), keras.optimizers.Adam)
@@ -120,7 +121,9 @@ def test_transformer_model_has_the_keras2_methods(tmp_path):
 def test_model_constructor_spellings():
     i = keras.layers.Input((3,))
     o = keras.layers.Dense(2)(i)
-    for model in (keras.models.Model(i, o), keras.Model(inputs=i, outputs=o), keras.models.Model(input=i, output=o)):
+    spellings = (keras.models.Model(i, o), keras.Model(inputs=i, outputs=o),
+                 keras.models.Model(input=i, output=o))
+    for model in spellings:
         assert hasattr(model, "fit_generator") and model.output is o
     with pytest.raises(TypeError, match="not both"):
         keras.models.Model(i, input=i, output=o, outputs=o)

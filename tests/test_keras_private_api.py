@@ -8,7 +8,6 @@ import types
 
 import keras
 import pytest
-from keras.src.backend.common import global_state
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -52,14 +51,15 @@ def _built_optimizer():
     return optimizer
 
 
-class _CallContextProbe(keras.layers.Layer):
-    def call(self, x):
-        self.seen = global_state.get_global_attribute("current_call_ctx")
-        return x
-
-
 def _inside_a_call():
-    probe = _CallContextProbe()
+    global_state = importlib.import_module("keras.src.backend.common.global_state")
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            self.seen = global_state.get_global_attribute("current_call_ctx")
+            return x
+
+    probe = Probe()
     probe(keras.ops.ones((1,)))
     return types.SimpleNamespace(**({"current_call_ctx": probe.seen} if probe.seen is not None else {}))
 
