@@ -77,18 +77,27 @@ def test_script_pattern_end_to_end(tmp_path, monkeypatch):
 
 
 def test_set_value_on_lr_changes_the_rate_used():
-    model, _ = classifier()
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(lr=0.1))
-    before = [w.copy() for w in model.get_weights()]
-    K.set_value(model.optimizer.lr, 0.0)
-    model.fit_generator(batches(), steps_per_epoch=2, epochs=1, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    K.set_value(model.optimizer.lr, 0.5)
-    assert K.get_value(model.optimizer.lr) == pytest.approx(0.5)
-    model.fit_generator(batches(), steps_per_epoch=1, epochs=1, verbose=0)
-    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    i = keras.layers.Input((3,))
+    model = keras.models.Model(i, keras.layers.Dense(1)(i))
+    model.compile(loss="mse", optimizer=keras.optimizers.SGD(lr=0.1))
+    data = ((np.ones((2, 3)), np.full((2, 1), 5.0)) for _ in range(100))
+
+    class FreezeFromThirdBatch(keras.callbacks.Callback):  # as a 0.11.5 callback would
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2:
+                K.set_value(self.model.optimizer.lr, 0.0)
+                self.frozen = [w.copy() for w in self.model.get_weights()]
+
+    callback = FreezeFromThirdBatch()
+    start = [w.copy() for w in model.get_weights()]
+    model.fit_generator(data, steps_per_epoch=4, epochs=1, verbose=0, callbacks=[callback])
+    assert not all(np.array_equal(a, b) for a, b in zip(start, callback.frozen))  # lr=0.1 moved them
+    assert all(np.array_equal(a, b) for a, b in zip(callback.frozen, model.get_weights()))
+    assert K.get_value(model.optimizer.lr) == 0.0
     model.optimizer.lr = 0.25
     assert float(model.optimizer.learning_rate) == pytest.approx(0.25)
+    model.fit_generator(data, steps_per_epoch=1, verbose=0)
+    assert not all(np.array_equal(a, b) for a, b in zip(callback.frozen, model.get_weights()))
 
 
 def test_optimizer_lr_spelling():
