@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
-import keras
+from bert4keras._keras2_compat import keras2 as keras  # Keras 3 + Keras 2 spellings: docs/keras2.md
 import numpy as np
 from keras import ops
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from bert4keras._keras2_compat import Keras2ModelMixin
+
 
 @keras.saving.register_keras_serializable(package="bert4keras")
-class TransformerModel(keras.Model):
+class TransformerModel(Keras2ModelMixin, keras.Model):
     """Functional model whose ``predict``/``evaluate``/``fit`` validate their ``x``:
     every input is given (by position or name) and token ids fit their embedding."""
 
