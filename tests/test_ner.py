@@ -144,7 +144,7 @@ def test_crf_ner_beats_all_o_baseline(corpus):
     model = keras.Model(bert.inputs, output)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=crf.sparse_loss, metrics=[crf.sparse_accuracy])
     labels = sequence_padding([bio_labels(entities, len(text)) for text, entities in train])
-    model.fit(inputs(train_ids), labels, batch_size=32, epochs=6, verbose=0)
+    model.fit(inputs(train_ids), labels, batch_size=40, epochs=8, verbose=0)
     decoder = ViterbiDecoder(ops.convert_to_numpy(crf.trans), starts=[0], ends=[0])
     nodes = model.predict(inputs(test_ids), batch_size=80, verbose=0)
     predicted = [bio_entities(decoder.decode(n[:len(ids)])) for n, ids in zip(nodes, test_ids)]
@@ -177,7 +177,7 @@ def test_global_pointer_ner_beats_all_o_baseline(corpus):
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=global_pointer_loss)
     length = max(map(len, train_ids))
     labels = np.stack([span_labels(entities, length - 2) for _, entities in train])
-    model.fit(inputs(train_ids), labels, batch_size=32, epochs=6, verbose=0)
+    model.fit(inputs(train_ids), labels, batch_size=40, epochs=8, verbose=0)
     logits = model.predict(inputs(test_ids), batch_size=80, verbose=0)
     predicted = [{(s - 1, e - 1, CATEGORIES[k]) for k, s, e in zip(*np.where(score > 0))
                   if 1 <= s and e <= len(ids) - 2} for score, ids in zip(logits, test_ids)]

@@ -45,9 +45,11 @@ def is_concrete(x) -> bool:
 def check_labels(layer: keras.layers.Layer, y_true, num_labels: int) -> None:
     """Raise if an integer label lies outside [0, num_labels).
 
-    Only possible when the labels are concrete (eager torch / TF, JAX outside jit).
-    Inside a compiled step an out-of-range label one-hots to an all-zero row, so its
-    position adds nothing to the target score and the loss is silently too large.
+    Only possible when the labels are concrete (eager torch / TF, JAX outside jit;
+    on an accelerator this reads the labels back to the host). Inside a compiled step
+    (JAX ``fit``, ``jit_compile``) the check is skipped and a bad label silently gives
+    a wrong loss: the CRF one-hots it to an all-zero row, the MEMM gathers a clipped
+    index. Check the data on the host before training on JAX.
     """
     if not is_concrete(y_true):
         return
