@@ -316,3 +316,14 @@ def test_bad_inputs_name_the_value():
         NoLoss()
     with pytest.raises(ValueError, match="parts must be >= 1, got 0"):
         BatchSplit(0)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="JAX fit runs jitted: labels cannot be read there")
+def test_bad_label_inside_eager_fit_names_the_value():
+    model, crf = crf_model()
+    model.compile(optimizer="adam", loss=crf.sparse_loss)
+    tokens = RNG.integers(1, 20, size=(4, 6))
+    labels = RNG.integers(0, 4, size=(4, 6))
+    labels[2, 3] = 9
+    with pytest.raises(ValueError, match=r"label 9 outside \[0, 4\)"):
+        model.fit(tokens, labels, epochs=1, verbose=0)
