@@ -15,6 +15,7 @@ import numpy as np
 
 from bert4keras._parallel import parallel_apply, parallel_apply_generator  # noqa: F401
 from bert4keras.tokenizers import truncate_sequences  # noqa: F401
+from bert4keras.viterbi import ViterbiDecoder  # noqa: F401
 
 
 def to_array(*args):

@@ -23,15 +23,27 @@ from bert4keras.layers.core import (  # noqa: F401
     TokenSlice,
     UniLMMask,
 )
+from bert4keras.layers.crf import ConditionalRandomField, MaximumEntropyMarkovModel  # noqa: F401
+from bert4keras.layers.global_pointer import EfficientGlobalPointer, GlobalPointer  # noqa: F401
 from bert4keras.layers.initializers import (  # noqa: F401
     DeferrableInitializer,
     TruncatedNormal,
     deferred_initialization,
 )
 from bert4keras.layers.gau import DepthScaledTruncatedNormal, GatedAttentionUnit  # noqa: F401
+from bert4keras.layers.loss import Loss  # noqa: F401
+from bert4keras.layers.merging import BatchConcat, BatchSplit, Concatenate1D, integerize_shape  # noqa: F401
 from bert4keras.layers.positions import (  # noqa: F401
     RelativePositionEmbedding,
     SinusoidalPositionEmbedding,
 )
 from bert4keras.layers.t5 import RelativePositionEmbeddingT5  # noqa: F401
 from bert4keras.layers.talking_heads import HeadMixing, TalkingHeadsAttention  # noqa: F401
+
+# Every layer above is registered with keras.saving (package "bert4keras"), so
+# keras.models.load_model needs no custom_objects; this dict is kept for 0.11.5
+# scripts that still pass ``custom_objects=custom_objects``.
+custom_objects = {
+    name: obj for name, obj in dict(globals()).items()
+    if isinstance(obj, type) and obj.__module__.startswith("bert4keras.layers.")
+}
