@@ -92,3 +92,21 @@ def test_conditional_layer_norm_starts_as_plain_norm():
     conditional = LayerNormalization(conditional=True, hidden_units=4)
     np.testing.assert_allclose(np_(conditional([x, cond])), plain, atol=1e-5)
     assert len(conditional.trainable_weights) == 5  # beta, gamma, hidden, beta_dense, gamma_dense
+
+
+@pytest.mark.parametrize("name", ["GlobalMaxPooling1D", "GlobalAveragePooling1D"])
+def test_masked_pooling_data_format(name):
+    """channels_first pools over axis 2 and gives what channels_last gives on the transposed input."""
+    import bert4keras.layers as L
+
+    layer = getattr(L, name)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    last = keras.ops.convert_to_numpy(layer()(x, mask=mask))
+    first = keras.ops.convert_to_numpy(layer(data_format="channels_first")(x.transpose(0, 2, 1), mask=mask))
+    reduce = np.max if name == "GlobalMaxPooling1D" else np.mean
+    expected = np.stack([reduce(x[0, :3], axis=0), reduce(x[1], axis=0)])
+    np.testing.assert_allclose(last, expected, rtol=1e-6)
+    np.testing.assert_array_equal(first, last)
+    with pytest.raises(ValueError, match="data_format must be"):
+        layer(data_format="channels_middle")

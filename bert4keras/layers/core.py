@@ -352,23 +352,39 @@ class FeedForward(Layer):
 
 @register
 class GlobalAveragePooling1D(keras.layers.Layer):
-    """Mean over time of the unmasked steps: ``sum(x * m) / sum(m)``."""
+    """Mean over time of the unmasked steps: ``sum(x * m) / sum(m)``; time is axis 1
+    (``data_format='channels_last'``) or axis 2 (``'channels_first'``)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, data_format: str = "channels_last", **kwargs):
         super().__init__(**kwargs)
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"{type(self).__name__}: data_format must be 'channels_last' or "
+                             f"'channels_first', got {data_format!r}")
+        self.data_format = data_format
         self.supports_masking = True
+
+    @property
+    def time_axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+    def expanded_mask(self, mask):
+        """The (batch, time) mask broadcastable against the inputs."""
+        return ops.expand_dims(mask, -1 if self.data_format == "channels_last" else 1)
 
     def call(self, inputs, mask=None):
         if mask is None:
-            return ops.mean(inputs, axis=1)
-        m = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)
-        return ops.sum(inputs * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+            return ops.mean(inputs, axis=self.time_axis)
+        m = ops.cast(self.expanded_mask(mask), inputs.dtype)
+        return ops.sum(inputs * m, axis=self.time_axis) / ops.maximum(ops.sum(m, axis=self.time_axis), 1.0)
 
     def compute_mask(self, inputs, mask=None):
         return None
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
+        return (input_shape[0], input_shape[3 - self.time_axis])
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 @register
@@ -377,8 +393,8 @@ class GlobalMaxPooling1D(GlobalAveragePooling1D):
 
     def call(self, inputs, mask=None):
         if mask is not None:
-            inputs = ops.where(ops.expand_dims(mask, -1), inputs, ops.cast(-np.inf, inputs.dtype))
-        return ops.max(inputs, axis=1)
+            inputs = ops.where(self.expanded_mask(mask), inputs, ops.cast(-np.inf, inputs.dtype))
+        return ops.max(inputs, axis=self.time_axis)
 
 
 @register

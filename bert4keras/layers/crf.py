@@ -201,18 +201,28 @@ class ConditionalRandomField(TransitionLayer):
 
     def log_norm(self, y_pred, mask):
         """log Z by the forward recursion (logsumexp); masked steps keep the previous state."""
-        trans = ops.expand_dims(ops.cast(self.trans, y_pred.dtype), 0)
 
         def step(states, inputs):
             emissions, valid = inputs
-            outputs = ops.logsumexp(ops.expand_dims(states, 2) + trans, axis=1) + emissions
-            return ops.where(ops.expand_dims(valid, 1), outputs, states), None
+            valid = ops.expand_dims(ops.cast(valid, emissions.dtype), 1)
+            outputs, _ = self.log_norm_step(ops.concatenate([emissions, valid], axis=1), [states])
+            return outputs, None
 
         states = y_pred[:, 0]
         if y_pred.shape[1] != 1:
             xs = (ops.transpose(y_pred[:, 1:], (1, 0, 2)), ops.transpose(mask[:, 1:], (1, 0)))
             states, _ = ops.scan(step, states, xs)
         return ops.logsumexp(states, axis=1)
+
+    def log_norm_step(self, inputs, states):
+        """One step of the forward recursion (0.11.5's signature): ``inputs`` is the step's
+        emissions with its mask as the last channel, ``states`` is ``[previous log-alpha]``."""
+        emissions, valid = inputs[:, :-1], inputs[:, -1:]
+        previous = states[0]
+        trans = ops.expand_dims(ops.cast(self.trans, emissions.dtype), 0)
+        outputs = ops.logsumexp(ops.expand_dims(previous, 2) + trans, axis=1) + emissions
+        outputs = ops.where(valid > 0, outputs, previous)
+        return outputs, [outputs]
 
     def _dense_loss(self, y_true, y_pred):
         """-log p(path) per sequence for one-hot (or soft) labels."""
@@ -302,11 +312,17 @@ class MaximumEntropyMarkovModel(TransitionLayer):
                 l_trans, r_trans = r_trans, l_trans
             trans = ops.matmul(l_trans, ops.transpose(r_trans))
         if go_backwards:
-            lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-            y_true, y_pred = reverse_sequence(y_true, lengths), reverse_sequence(y_pred, lengths)
+            y_true, y_pred = self.reverse_sequence([y_true, y_pred], mask)
         history = ops.take(trans, y_true, axis=0)
         history = ops.concatenate([y_pred[:, :1], history[:, :-1]], axis=1)
         return y_true, ops.where(mask[..., None], (y_pred + history) / 2, 0.0)
+
+    def reverse_sequence(self, inputs, mask=None):
+        """Reverse each tensor of ``inputs`` in time within its valid length (padding stays put)."""
+        if mask is None:
+            return [ops.flip(x, axis=1) for x in inputs]
+        lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+        return [reverse_sequence(x, lengths) for x in inputs]
 
     def basic_loss(self, y_true, y_pred, go_backwards: bool = False):
         """Mean token cross-entropy over valid positions in one direction."""
