@@ -339,16 +339,9 @@ class Sequential(Keras2ModelMixin, keras.Sequential, metaclass=_KerasAlias):
 # --------------------------------------------------------------------------- optimizers
 
 
-class Keras2OptimizerMixin:
-    """Keras 2 optimizer spellings: ``lr=`` for ``learning_rate=``, and ``optimizer.lr`` read/write
-    (the learning-rate variable, so ``K.set_value(optimizer.lr, x)`` changes the rate used)."""
-
-    def __init__(self, *args, lr=None, **kwargs):
-        if lr is not None:
-            if args or "learning_rate" in kwargs:
-                raise TypeError(f"{type(self).__name__}: pass lr= or learning_rate=, not both")
-            kwargs["learning_rate"] = lr
-        super().__init__(*args, **kwargs)
+class LearningRateAlias:
+    """Keras 2's ``optimizer.lr``, read/write: the learning-rate variable, so
+    ``K.set_value(optimizer.lr, x)`` changes the rate used."""
 
     @property
     def lr(self):
@@ -357,6 +350,17 @@ class Keras2OptimizerMixin:
     @lr.setter
     def lr(self, value) -> None:
         self.learning_rate = value
+
+
+class Keras2OptimizerMixin(LearningRateAlias):
+    """Keras 2 optimizer spellings: ``lr=`` for ``learning_rate=``, and ``optimizer.lr``."""
+
+    def __init__(self, *args, lr=None, **kwargs):
+        if lr is not None:
+            if args or "learning_rate" in kwargs:
+                raise TypeError(f"{type(self).__name__}: pass lr= or learning_rate=, not both")
+            kwargs["learning_rate"] = lr
+        super().__init__(*args, **kwargs)
 
 
 def _optimizer_classes() -> dict[str, type]:

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from bert4keras._keras2_compat import Keras2OptimizerMixin, LearningRateAlias
 from bert4keras.backend import piecewise_linear, root_mean_square
 
 __all__ = [
@@ -173,16 +174,17 @@ class _UpdateHooks:
 
 def _bases(base: type, function: str, hooks: bool = True) -> tuple:
     _check_optimizer_class(base, function)
+    bases = (base,) if issubclass(base, LearningRateAlias) else (Keras2OptimizerMixin, base)
     if hooks and not issubclass(base, _UpdateHooks):
-        return (_UpdateHooks, base)
-    return (base,)
+        return (_UpdateHooks,) + bases
+    return bases
 
 
 # --------------------------------------------------------------------------- optimizers
 
 
 @_register
-class Adam(keras.optimizers.Optimizer):
+class Adam(LearningRateAlias, keras.optimizers.Optimizer):
     """bert4keras's Adam: ``θ -= lr·m̂/(√v̂ + ε)`` with ε=1e-6 and optional bias correction.
 
     Keras's Adam adds ε to the uncorrected √v (``α = lr·√(1-β2^t)/(1-β1^t)``) and defaults
@@ -240,7 +242,7 @@ class Adam(keras.optimizers.Optimizer):
 
 
 @_register
-class AdaX(keras.optimizers.Optimizer):
+class AdaX(LearningRateAlias, keras.optimizers.Optimizer):
     """AdaX (arXiv:2004.09740): ``v ← (1+β2)v + β2 g²``, ``θ -= lr·m/(√(v/((1+β2)^t-1)) + ε)``.
 
     Its second-moment average tends to the mean of *all* past g², so late training
@@ -291,7 +293,7 @@ class AdaX(keras.optimizers.Optimizer):
 
 
 @_register
-class Lion(keras.optimizers.Lion):
+class Lion(LearningRateAlias, keras.optimizers.Lion):
     """Lion (arXiv:2302.06675) with bert4keras's defaults (lr=3e-4, β1=0.95, β2=0.98).
 
     The update ``θ -= lr·sign(β1 m + (1-β1) g); m ← β2 m + (1-β2) g`` is Keras's own.
@@ -317,7 +319,7 @@ class _RelativeStepSize(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @_register
-class AdaFactorBase(keras.optimizers.Optimizer):
+class AdaFactorBase(LearningRateAlias, keras.optimizers.Optimizer):
     """AdaFactor's hyper-parameters, schedules and factoring rule, without the update step.
 
     Subclass it (and write ``build``/``update_step``) for an AdaFactor variant; :class:`AdaFactor`

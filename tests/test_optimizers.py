@@ -789,3 +789,15 @@ def test_export_to_custom_objects():
     np.testing.assert_allclose(to_np(w), [0.95])
     with pytest.raises(ValueError, match="identifier"):
         extend_with_halved_steps(keras.optimizers.SGD, name="not a name")
+
+
+def test_lr_attribute_is_the_learning_rate_variable():
+    """Keras 2 scripts read and set ``optimizer.lr`` (``K.set_value(model.optimizer.lr, x)``)."""
+    from bert4keras.backend import K
+    from bert4keras.optimizers import AdaFactor, Adam, extend_with_weight_decay
+
+    for optimizer in (Adam(lr=0.01), AdaFactor(lr=0.01),
+                      extend_with_weight_decay(keras.optimizers.SGD)(lr=0.01, weight_decay_rate=0.1)):
+        assert optimizer.lr is optimizer.learning_rate
+        K.set_value(optimizer.lr, 0.5)
+        np.testing.assert_allclose(K.get_value(optimizer.learning_rate), 0.5)
