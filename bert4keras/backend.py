@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
-from bert4keras._keras2_compat import keras2 as keras  # Keras 3 + Keras 2 spellings: docs/keras2.md
 import numpy as np
 from keras import ops
 
 from bert4keras import _keras2_backend as K
+from bert4keras import kernels
 from bert4keras._keras2_backend import flatten, reshape, symbolic, where
+from bert4keras._keras2_compat import keras2 as keras  # Keras 3 + Keras 2 spellings: docs/keras2.md
 from bert4keras.recompute import do_recompute, recompute_grad, set_recompute
 
 __all__ = [
@@ -200,85 +200,25 @@ def attention_normalize(a, mask=None, axis: int = -1, method: str = "softmax", b
 def dropout(x, rate: float, noise_shape=None, seed=None):
     """Inverted dropout: zero each element with probability ``rate``, scale the rest by 1/(1-rate).
 
-    ``seed`` is a ``keras.random.SeedGenerator`` (or anything ``keras.random.dropout``
-    takes). On PyTorch and TensorFlow this is ``keras.random.dropout``. On JAX the
-    keep mask comes from a counter-based hash instead of ``jax.random``'s threefry:
-    each element's flat index is hashed (two rounds of the murmur3 32-bit finalizer)
-    under a 64-bit key drawn from the seed generator, and kept when the hash is
-    >= rate * 2**32. On CPU threefry costs more than the attention it masks (a
-    MiniLM fine-tuning step spends ~15% of its time in it); the hash fuses into the
-    neighbouring elementwise ops. Same seed -> same mask; the keep probability
-    is exact to 2**-32. On PyTorch the mask is ``torch.rand(...) >= rate``, about 3x
-    cheaper on CPU than the ``bernoulli_`` that Keras and ``F.dropout`` use; an unseeded
-    layer draws from torch's global generator, a seeded one from a generator seeded
-    by its ``SeedGenerator`` (as ``keras.random.dropout`` does).
+    ``seed`` is a ``keras.random.SeedGenerator`` (or anything ``keras.random.dropout`` takes).
+    On JAX and PyTorch the keep mask comes from :mod:`bert4keras.kernels`, several times
+    cheaper on CPU than ``keras.random.dropout``'s.
     """
     if rate == 0:
         return x
-    backend = keras.backend.backend()
-    if backend == "torch":
-        return _torch_dropout(x, rate, noise_shape, seed)
-    if backend != "jax":
-        return keras.random.dropout(ops.convert_to_tensor(x), rate, noise_shape=noise_shape, seed=seed)
-    if rate >= 1:
-        return ops.zeros_like(x)
-    import jax
-    import jax.numpy as jnp
-
-    if isinstance(seed, keras.random.SeedGenerator):
-        key = seed.next()
-    else:  # an int or None: what keras.random.dropout would draw
-        from keras.src.random.seed_generator import draw_seed
-
-        key = draw_seed(seed)
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    key = key.reshape(-1).astype(jnp.uint32)
-    k1 = _fmix32(_fmix32(key[0] ^ jnp.uint32(0x9E3779B9)) + key[-1])
-    k2 = _fmix32(k1 ^ _fmix32(key[-1] ^ jnp.uint32(0x7F4A7C15)))
-    shape = _noise_shape(x.shape, noise_shape)
-    index, stride = jnp.zeros(shape, jnp.uint32), 1
-    for axis in reversed(range(len(shape))):  # flat element index (mod 2**32)
-        index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride % 2**32)
-        stride *= shape[axis]
-    bits = _fmix32(_fmix32(index + k1) ^ k2)
-    keep = bits >= jnp.uint32(min(round(rate * 2**32), 2**32 - 1))
-    keep = jnp.broadcast_to(keep, x.shape)
-    return jnp.where(keep, x / jnp.asarray(1 - rate, x.dtype), jnp.zeros((), x.dtype))
-
-
-def _noise_shape(shape, noise_shape):
-    if noise_shape is None:
-        return tuple(shape)
-    return tuple(shape[i] if d is None else d for i, d in enumerate(noise_shape))
-
-
-def _torch_dropout(x, rate, noise_shape, seed):
-    import torch
-
     x = ops.convert_to_tensor(x)
     if rate >= 1:
-        return torch.zeros_like(x)
-    generator = None
-    if seed is not None and getattr(seed, "_initial_seed", 0) is not None:  # seeded: reproducible
-        from keras.src.random.seed_generator import draw_seed
-
-        key = [int(k) for k in ops.convert_to_numpy(draw_seed(seed)).reshape(-1)]
-        generator = torch.Generator(device=x.device).manual_seed(
-            (key[0] * 0x9E3779B97F4A7C15 + key[-1]) % 2**63)
-    keep = torch.rand(_noise_shape(x.shape, noise_shape), generator=generator, device=x.device) >= rate
-    return torch.where(keep, x / (1 - rate), torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def _fmix32(h):
-    """The murmur3 32-bit finalizer (a bijection with full avalanche), on uint32 arrays."""
-    import jax.numpy as jnp
-
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
+        return ops.zeros_like(x)
+    backend = keras.backend.backend()
+    if backend not in ("jax", "torch"):
+        return keras.random.dropout(x, rate, noise_shape=noise_shape, seed=seed)
+    shape = tuple(x.shape) if noise_shape is None else tuple(
+        x.shape[i] if d is None else d for i, d in enumerate(noise_shape))
+    if backend == "jax":
+        keep = kernels.jax_keep_mask(shape, rate, seed)
+    else:
+        keep = kernels.torch_keep_mask(shape, rate, seed, x.device)
+    return ops.where(keep, x / (1 - rate), ops.zeros((), x.dtype))
 
 
 def batch_gather(params, indices):

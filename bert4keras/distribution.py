@@ -7,7 +7,6 @@ feed-forward kernels of every Transformer block Megatron-style by their layer na
 
 from __future__ import annotations
 
-import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
 import keras
 
 __all__ = ["transformer_layout_map"]

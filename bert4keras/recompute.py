@@ -1,4 +1,4 @@
-"""Recompute (gradient checkpointing) of layer calls on JAX, PyTorch and TensorFlow (spec 05).
+"""Recompute (gradient checkpointing) of layer calls on JAX, PyTorch and TensorFlow.
 
 A recomputed layer keeps only its inputs for the backward pass and runs its
 ``call`` again to get the activations it needs, trading time for memory. The
@@ -18,7 +18,6 @@ import os
 import threading
 from typing import Callable
 
-import bert4keras  # noqa: F401  (picks a Keras backend before keras is imported)
 import keras
 from keras.src import backend as _keras_backend
 from keras.src.backend.common import global_state
@@ -179,14 +178,10 @@ def _grad_enabled() -> bool:
 def _jax_checkpoint(body: Callable, flat_in: list, weights: list, states: list) -> tuple:
     """``body(*flat_in)`` with its activations recomputed in the backward pass, on JAX.
 
-    ``jax.checkpoint`` marks the recomputation with optimization barriers, which
-    XLA:CPU removes before common-subexpression elimination: the recomputed ops
-    merge back into the forward ones and nothing is saved. Here the backward rule
-    recomputes from inputs that depend on the incoming cotangent (``x + 0 * sum(g)``),
-    which no compiler pass can merge with the forward or schedule before the
-    cotangent exists. The layer's weights are explicit arguments (a custom VJP may
-    not close over values being differentiated), mapped onto its variables by a
-    StatelessScope together with its state variables (dropout seeds).
+    A custom VJP, not ``jax.checkpoint``, whose barriers XLA:CPU removes (docs/training.md):
+    the backward rule recomputes from inputs tied to the cotangent (``x + 0 * sum(g)``), so
+    no compiler pass can merge it with the forward. The weights are explicit arguments (a
+    custom VJP may not close over what is differentiated).
     """
     import jax
     import jax.numpy as jnp
@@ -237,12 +232,9 @@ def _jax_checkpoint(body: Callable, flat_in: list, weights: list, states: list) 
 
 
 def _checkpoint(fn: Callable, args: list) -> tuple:
-    """``fn(*args)`` under the backend's rematerialisation (activations recomputed in backward)."""
+    """``fn(*args)`` under the backend's rematerialisation (activations recomputed in backward);
+    PyTorch and TensorFlow (JAX goes through :func:`_jax_checkpoint`)."""
     name = keras.backend.backend()
-    if name == "jax":
-        import jax
-
-        return jax.checkpoint(fn)(*args)
     if name == "torch":
         import torch.utils.checkpoint
 

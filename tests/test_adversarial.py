@@ -1,14 +1,16 @@
-"""FGM, gradient penalty, VAT (spec 13) and integrated gradients (spec 14): the specs' Test values."""
+"""FGM, gradient penalty, VAT (https://kexue.fm/archives/7234, /7466) and integrated gradients
+(arXiv:1703.01365): values derived by hand or computed independently of the helpers."""
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
+from bert4keras import adversarial
 from bert4keras.adversarial import (
-    adversarial_training, gradient_penalty, gradients, integrated_gradients, token_scores,
-    virtual_adversarial_training,
+    adversarial_training, gradient_penalty, gradients, virtual_adversarial_training,
 )
+from bert4keras.attribution import integrated_gradients, token_scores
 
 BACKEND = keras.backend.backend()
 
@@ -60,12 +62,12 @@ def data(vocab=5, length=2, batch=6, classes=3, seed=1):
     return rng.randint(0, vocab, (batch, length)).astype("int32"), rng.randint(0, classes, batch)
 
 
-# --------------------------------------------------------------------------- spec 13
+# --------------------------------------------------------------------------- training helpers
 
 
 @pytest.mark.parametrize("perturb", ["matrix", "output"])
 def test_fgm_bookkeeping(perturb):
-    """Test 1 (and 6): one SGD step equals a plain step at the perturbed point, delta removed."""
+    """One SGD step equals a plain step at the perturbed point, delta removed."""
     seen = []
     model = linear_softmax(seen=seen)
     x, y = data()
@@ -112,7 +114,7 @@ def _grads_from_lookups(model, x, y, w0, lookups):
 
 
 def test_fgm_matches_gradient_penalty_to_first_order():
-    """Test 2: un-normalised FGM (Dx = eps dL/dx) and the penalty eps/2 ||dL/dx||^2 agree to O(eps^2)."""
+    """Un-normalised FGM (Dx = eps dL/dx) and the penalty eps/2 ||dL/dx||^2 agree to O(eps^2)."""
     model = linear_softmax(length=1)
     x, y = data(length=1)
     w0 = [np.array(w) for w in model.get_weights()]
@@ -139,7 +141,7 @@ def _penalty_logged(model, x, y, epsilon):
 
 
 def test_gradient_penalty_value():
-    """Test 3: dL/de = W (softmax(z) - onehot(y)) / B per sample; gp is its squared norm."""
+    """The lookup gradient is dL/de = W (softmax(z) - onehot(y)) / B per sample; gp is its squared norm."""
     model = linear_softmax(length=1)
     x, y = data(length=1, batch=3)
     table, kernel, bias = model.get_weights()
@@ -151,7 +153,7 @@ def test_gradient_penalty_value():
 
 
 def test_gradient_penalty_per_occurrence():
-    """Test 4: a token used twice contributes ||g1||^2 + ||g2||^2, not ||g1 + g2||^2."""
+    """A token used twice contributes ||g1||^2 + ||g2||^2, not ||g1 + g2||^2."""
     model = linear_softmax(length=2)
     x, y = np.array([[3, 3]], "int32"), np.array([1])
     table, kernel, bias = model.get_weights()
@@ -165,8 +167,8 @@ def test_gradient_penalty_per_occurrence():
 
 
 def test_vat_direction_is_top_hessian_eigenvector():
-    """Test 5: power iteration finds the top eigenvector of A^T (diag p - p p^T) A; iters=0
-    gives a random direction of norm epsilon. Test 6: no perturbation is left behind."""
+    """Power iteration finds the top eigenvector of A^T (diag p - p p^T) A; iters=0
+    gives a random direction of norm epsilon. No perturbation is left behind."""
     keras.utils.set_random_seed(3)
     seen = []
     model = linear_softmax(vocab=1, dim=4, classes=3, length=1, seen=seen)
@@ -190,25 +192,36 @@ def test_vat_direction_is_top_hessian_eigenvector():
 
 
 def test_bert_fit_with_gradient_penalty():
-    """The penalty (a double backward through attention) trains a tiny BERT with fit; the
-    embedding matrix is untouched by the helper (the other helpers run through fit above)."""
+    """The penalty (a double backward through attention) trains a tiny BERT with fit; the logged
+    loss is ``loss + eps/2 ||d loss / d lookups||^2``, with the plain loss and gradient taken
+    from a plain SGD step (each token occurs once in the batch, so its embedding-matrix
+    gradient row is its lookup's gradient); the embedding matrix is untouched by the helper."""
     from bert4keras.models import build_transformer_model
 
     keras.utils.set_random_seed(0)
-    bert = build_transformer_model(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+    bert = build_transformer_model(vocab_size=40, hidden_size=16, num_hidden_layers=1,
                                    num_attention_heads=2, intermediate_size=32, max_position=12,
-                                   dropout_rate=0.1, with_pool=True)
+                                   with_pool=True)
     model = keras.Model(bert.inputs, keras.layers.Dense(2, activation="softmax")(bert.output))
     rng = np.random.RandomState(0)
-    tokens = rng.randint(1, 30, (4, 8))
-    tokens[0, 5:] = 0
+    tokens = rng.permutation(np.arange(1, 40))[:32].reshape(4, 8)
+    tokens[0, 5] = 0  # one padded (masked) position, still a single occurrence of id 0
     x, y = [tokens, np.zeros_like(tokens)], np.eye(2)[rng.randint(0, 2, 4)]
+    layer = model.get_layer("Embedding-Token")
+    weights = model.get_weights()
+    table = layer.get_weights()[0]
+    lr, epsilon = 1000.0, 3.0
+    model.compile(keras.optimizers.SGD(lr), "kld")
+    plain = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0]
+    g = (table - layer.get_weights()[0]) / lr
+    penalty = 0.5 * epsilon * float(np.sum(np.square(g.astype("float64"))))
+    model.set_weights(weights)
     model.compile(keras.optimizers.SGD(0.0), "kld")
-    table = model.get_layer("Embedding-Token").get_weights()[0]
-    gradient_penalty(model, "Embedding-Token", 1.0)
-    loss = model.fit(x, y, batch_size=2, epochs=1, verbose=0).history["loss"][0]
-    assert np.isfinite(loss)
-    np.testing.assert_array_equal(model.get_layer("Embedding-Token").get_weights()[0], table)
+    gradient_penalty(model, "Embedding-Token", epsilon)
+    loss = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0]
+    assert penalty > 1e-2 * plain  # large enough for the comparison to see it
+    np.testing.assert_allclose(loss, plain + penalty, rtol=1e-5)
+    np.testing.assert_array_equal(layer.get_weights()[0], table)
 
 
 @pytest.mark.skipif(BACKEND == "jax", reason="the JAX step is functional: nothing to restore")
@@ -242,7 +255,7 @@ def test_bad_embedding_name():
         adversarial_training(model, "emb", perturb="input")
 
 
-# --------------------------------------------------------------------------- spec 14
+# --------------------------------------------------------------------------- integrated gradients
 
 
 def dense_model(fn, dim):
@@ -251,7 +264,7 @@ def dense_model(fn, dim):
 
 
 def test_ig_linear_model_is_exact_for_every_grid():
-    """Test 1: F = w.x + b gives IG = (x - baseline) * w for any steps and grid."""
+    """F = w.x + b gives IG = (x - baseline) * w for any steps and grid."""
     w, b = np.array([0.5, -2.0, 3.0]), 0.7
     model = dense_model(lambda t: ops.sum(t * ops.convert_to_tensor(w, t.dtype), axis=-1,
                                           keepdims=True) + b, 3)
@@ -265,7 +278,7 @@ def test_ig_linear_model_is_exact_for_every_grid():
 
 
 def test_ig_product_reference_values():
-    """Test 2: F = x1 x2 at (2, 3), n = 20: inclusive grid (3, 3); right Riemann (3.15, 3.15);
+    """F = x1 x2 at (2, 3), n = 20: inclusive grid (3, 3); right Riemann (3.15, 3.15);
     bert4keras' grad(ax) * ax variant 2.0526315789 each; steps=1 right Riemann = grad x input."""
     model = dense_model(lambda t: t[:, :1] * t[:, 1:], 2)
     x = np.array([[2.0, 3.0]])
@@ -278,7 +291,7 @@ def test_ig_product_reference_values():
 
 
 def test_ig_completeness_on_a_tanh_mlp():
-    """Test 3: sum IG = F(x) - F(baseline) within 1e-3 with 200 trapezoid steps."""
+    """Sum IG = F(x) - F(baseline) within 1e-3 with 200 trapezoid steps."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
     h = keras.layers.Dense(8, activation="tanh")(inputs)
@@ -294,8 +307,17 @@ def test_ig_completeness_on_a_tanh_mlp():
     np.testing.assert_array_equal(zero, np.zeros_like(x))
 
 
+def test_attribution_is_still_importable_from_adversarial():
+    assert adversarial.integrated_gradients is integrated_gradients
+    from bert4keras.adversarial import token_scores as old_path
+
+    assert old_path is token_scores
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        adversarial.nope
+
+
 def test_token_scores():
-    """Test 4: rows [[3,4],[0,0],[1,0]] -> l2 [1, 0, 0.2], max [1, 0, 0.25]."""
+    """Rows [[3,4],[0,0],[1,0]] -> l2 [1, 0, 0.2], max [1, 0, 0.25]."""
     rows = [[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]]
     np.testing.assert_allclose(token_scores(rows, "l2"), [1, 0, 0.2])
     np.testing.assert_allclose(token_scores(rows, "max"), [1, 0, 0.25])
@@ -303,7 +325,7 @@ def test_token_scores():
 
 
 def test_ig_on_bert_embeddings_leaves_weights_alone():
-    """Test 5 on a tiny BERT: IG over the Embedding-Token lookups is complete and the
+    """On a tiny BERT, IG over the Embedding-Token lookups is complete and the
     embedding matrix is bit-identical afterwards."""
     from bert4keras.models import build_transformer_model
 

@@ -21,15 +21,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from bert4keras import snippets
 from bert4keras.checkpoints import (
     CheckpointError,
     TFCheckpointReader,
     open_checkpoint,
     write_tf_checkpoint,
 )
+from bert4keras.checkpoints.resize import orthogonally_resize
 from bert4keras.layers import FeedForward, MultiHeadAttention
 from bert4keras.models import build_transformer_model
-from bert4keras.snippets import orthogonally_resize
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tf")
 BERT_CONFIG = os.path.join(FIXTURES, "bert", "bert_config.json")
@@ -431,6 +432,19 @@ def test_shape_mismatch_names_the_variable_and_both_shapes(override, variable, s
     pattern = ".*".join(re.escape(str(s)) for s in (variable, stored, expected))
     with pytest.raises(CheckpointError, match=pattern + ".*autoresize_weights"):
         build_transformer_model(BERT_CONFIG, BERT_PREFIX, **override, **HEADS)
+
+
+def test_orthogonally_resize_repeats_windows_cuts_and_keeps_the_norm():
+    a = np.array([[1.0, 2.0, 3.0, 4.0]])
+    # windows [1, 2] and [3, 4], each repeated twice, then cut to 6 columns
+    np.testing.assert_allclose(orthogonally_resize(a, (1, 6)),
+                               np.array([[1, 2, 1, 2, 3, 4]]) * np.sqrt(30 / 35))
+    np.testing.assert_allclose(orthogonally_resize(a, (1, 3)), np.array([[1, 2, 3]]) * np.sqrt(30 / 14))
+    with pytest.raises(ValueError, match="axis 1 of size 3 is not a multiple of the window 2"):
+        orthogonally_resize(np.ones((2, 3)), (2, 7))
+    with pytest.raises(ValueError, match=r"cannot resize shape \(2, 3\) to \(6,\)"):
+        orthogonally_resize(np.ones((2, 3)), (6,))
+    assert snippets.orthogonally_resize is orthogonally_resize  # the 0.11.5 import path
 
 
 def expected_resized(layer, index: int, value: np.ndarray, shape: tuple) -> np.ndarray:

@@ -22,7 +22,9 @@ from bert4keras.checkpoints import (
     open_checkpoint,
     write_tf_checkpoint,
 )
-from bert4keras.checkpoints import tf_checkpoint as tfc
+from bert4keras.checkpoints import crc, sstable
+from bert4keras.checkpoints.protobuf import varint
+from bert4keras.checkpoints.snappy import snappy_decompress
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tf")
 STRING_ENTRIES = {"_CHECKPOINTABLE_OBJECT_GRAPH", "text/.ATTRIBUTES/VARIABLE_VALUE"}
@@ -46,33 +48,43 @@ def assert_same(got: np.ndarray, want: np.ndarray, name: str = "") -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("implementation", ["numpy", "default"])
-def test_crc32c_check_value_and_vectorised_path_agree_with_bytewise(implementation):
-    crc32c = tfc.crc32c_numpy if implementation == "numpy" else tfc.crc32c
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(b"") == 0
+def test_crc32c_check_value_and_the_byte_table_fallback_agree_with_google_crc32c():
+    google_crc32c = pytest.importorskip("google_crc32c")
+    for crc32c in (crc.crc32c, crc.crc32c_table):
+        assert crc32c(b"123456789") == 0xE3069283
+        assert crc32c(b"") == 0
     rng = np.random.default_rng(0)
-    for n in (1, 255, 4096, 4099, 12345, 65536 * 3 + 7):
+    for n in (1, 255, 4096, 4099, 12345):
         data = rng.integers(0, 256, n, dtype=np.uint8)
-        bytewise = tfc._crc_bytes(0xFFFFFFFF, data.tobytes()) ^ 0xFFFFFFFF
-        assert crc32c(data) == bytewise == crc32c(data.tobytes()), n
-        assert crc32c(data[n // 2 :], crc32c(data[: n // 2])) == bytewise, n
-        assert crc32c(data[::3]) == crc32c(data[::3].copy()), n
-    assert data.flags.writeable  # the fast path must not freeze the caller's array
+        want = google_crc32c.value(data.tobytes())
+        assert crc.crc32c_table(data.tobytes()) == want, n
+        head = crc.crc32c_table(data[: n // 2].tobytes())
+        assert crc.crc32c_table(data[n // 2 :].tobytes(), head) == want, n
+        assert crc.crc32c(data) == want == crc.crc32c(data.tobytes()), n
+        assert crc.crc32c(data[n // 2 :], crc.crc32c(data[: n // 2])) == want, n
+        assert crc.crc32c(data[::3]) == google_crc32c.value(data[::3].tobytes()), n
+    assert data.flags.writeable  # the C path must not freeze the caller's array
+
+
+def test_crc32c_falls_back_to_the_byte_table_without_the_c_extension(monkeypatch):
+    data = np.arange(1000, dtype=np.float32)
+    want = crc.crc32c(data)
+    monkeypatch.setattr(crc, "_google_crc32c", None)
+    assert crc.crc32c(data) == want == crc.crc32c_table(data.tobytes())
 
 
 def test_crc32c_uses_the_c_extension_when_installed():
     google_crc32c = pytest.importorskip("google_crc32c")
     if google_crc32c.implementation == "c":
-        assert tfc._fast_crc32c is google_crc32c
+        assert crc._google_crc32c is google_crc32c
 
 
 def test_snappy_literal_and_overlapping_copy():
     # "abcd" as a literal, then a 1-byte-offset copy of 8 bytes from 4 back (overlapping).
     block = bytes([12, 3 << 2]) + b"abcd" + bytes([(8 - 4) << 2 | 1, 4])
-    assert tfc._snappy_decompress(block, "x") == b"abcdabcdabcd"
+    assert snappy_decompress(block, "x") == b"abcdabcdabcd"
     with pytest.raises(CheckpointError, match="snappy"):
-        tfc._snappy_decompress(bytes([5, 0]) + b"a", "x")  # says 5 bytes, holds 1
+        snappy_decompress(bytes([5, 0]) + b"a", "x")  # says 5 bytes, holds 1
 
 
 # --------------------------------------------------------------------------
@@ -187,14 +199,14 @@ def test_writer_accepts_non_contiguous_and_big_endian_arrays(tmp_path):
 
 
 def test_writer_spreads_many_keys_over_several_table_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfc, "_BLOCK_SIZE", 200)
+    monkeypatch.setattr(sstable, "_BLOCK_SIZE", 200)
     values = {
         f"bert/encoder/layer_{i}/output/dense/kernel": np.full((2,), i, np.int32) for i in range(60)
     }
     prefix = write_tf_checkpoint(str(tmp_path / "m"), values)
     blocks_read = []
-    read_block = tfc._read_block
-    monkeypatch.setattr(tfc, "_read_block", lambda *a: blocks_read.append(a[1]) or read_block(*a))
+    read_block = sstable._read_block
+    monkeypatch.setattr(sstable, "_read_block", lambda *a: blocks_read.append(a[1]) or read_block(*a))
     reader = TFCheckpointReader(prefix)
     assert len(blocks_read) > 5
     for name, value in values.items():
@@ -211,29 +223,29 @@ def test_writer_rejects_what_tf_cannot_hold(tmp_path):
 def snappy_literal(data: bytes) -> bytes:
     """A valid (uncompressing) snappy block: one long literal."""
     n = len(data) - 1
-    return tfc._varint(len(data)) + bytes([62 << 2]) + n.to_bytes(3, "little") + data
+    return varint(len(data)) + bytes([62 << 2]) + n.to_bytes(3, "little") + data
 
 
 def test_reader_decodes_snappy_compressed_index_blocks(tmp_path):
     values = {"a": np.arange(4, dtype=np.float32), "b": np.ones((2, 2), np.int64)}
     prefix = write_tf_checkpoint(str(tmp_path / "m"), values)
-    items = tfc._read_table(prefix + ".index")
+    items = sstable.read_table(prefix + ".index")
     out, pos = bytearray(), 0
 
     def emit(block: bytes, kind: int) -> bytes:
         nonlocal pos
         body = snappy_literal(block) if kind else block
-        handle = tfc._varint(pos) + tfc._varint(len(body))
+        handle = varint(pos) + varint(len(body))
         out.extend(
-            body + bytes([kind]) + struct.pack("<I", tfc.mask_crc(tfc.crc32c(body + bytes([kind]))))
+            body + bytes([kind]) + struct.pack("<I", crc.mask_crc(crc.crc32c(body + bytes([kind]))))
         )
         pos = len(out)
         return handle
 
-    data_handle = emit(tfc._build_block(items, 16), 1)
-    meta_handle = emit(tfc._build_block([], 1), 0)
-    index_handle = emit(tfc._build_block([(items[-1][0], data_handle)], 1), 1)
-    out += (meta_handle + index_handle).ljust(40, b"\0") + struct.pack("<Q", tfc._TABLE_MAGIC)
+    data_handle = emit(sstable.build_block(items, 16), 1)
+    meta_handle = emit(sstable.build_block([], 1), 0)
+    index_handle = emit(sstable.build_block([(items[-1][0], data_handle)], 1), 1)
+    out += (meta_handle + index_handle).ljust(40, b"\0") + struct.pack("<Q", sstable.TABLE_MAGIC)
     (tmp_path / "m.index").write_bytes(bytes(out))
     reader = TFCheckpointReader(prefix)
     for name, value in values.items():

@@ -1,4 +1,4 @@
-"""Recompute (spec 05): same outputs and gradients with and without, dropout replayed, switches."""
+"""Recompute: same outputs and gradients with and without, dropout replayed, switches."""
 
 import os
 import subprocess
@@ -75,8 +75,8 @@ def _first(pair, sink):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_same_outputs_and_gradients(dropout):
-    """Tests 1-2: forward and every gradient equal with recompute off and on, dropout included."""
-    layers = 4 if dropout == 0 else 2  # spec: 4 blocks; the dropout replay needs fewer
+    """Forward and every gradient equal with recompute off and on, dropout included."""
+    layers = 4 if dropout == 0 else 2  # 4 blocks; the dropout replay needs fewer
     plain, recomputed = tiny_bert(False, dropout, layers), tiny_bert(True, dropout, layers)
     recomputed.model.set_weights(plain.model.get_weights())
     assert recomputed_types(recomputed)
@@ -110,7 +110,7 @@ def test_fit_with_recompute_matches_plain_fit():
 
 
 def test_decorator_contract():
-    """Test 3: off -> the very same function; on -> a call without a mask argument works
+    """Off -> the very same function; on -> a call without a mask argument works
     when Keras passes one, and inference runs the plain call."""
     def double(self, inputs):
         return inputs * 2.0
@@ -142,7 +142,7 @@ def test_masks_preserved_and_layers_selected():
 
 
 def test_truth_table_and_environment():
-    """Test 4: RECOMPUTE parsing, read at import."""
+    """RECOMPUTE parsing, read at import."""
     for value in ("1", "true", "True", "on", "yes", "y", "t"):
         assert strtobool(value) is True
     for value in ("0", "false", "off", "no", "n", "f"):
@@ -163,7 +163,7 @@ def test_truth_table_and_environment():
 @pytest.mark.skipif(BACKEND != "jax", reason="XLA's own memory analysis of the compiled step")
 def test_recompute_shrinks_the_compiled_training_step_on_jax():
     """On XLA:CPU, jax.checkpoint's barriers are dropped and the forward activations come
-    back; the cotangent-anchored recomputation must really free them (spec 05, memory)."""
+    back; the cotangent-anchored recomputation must really free them."""
     import jax
 
     def temp_bytes(recompute: bool) -> int:

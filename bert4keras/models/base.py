@@ -387,7 +387,7 @@ class Transformer:
                 f"{path}: variable {name!r} has shape {v_shape} but layer "
                 f"{layer.name!r} weight {weight.path!r} expects {w_shape} "
                 "(check the config, or pass autoresize_weights=True)")
-        from bert4keras.snippets import orthogonally_resize
+        from bert4keras.checkpoints.resize import orthogonally_resize
         from bert4keras.layers import FeedForward
 
         value = orthogonally_resize(value, w_shape)
