@@ -11,6 +11,7 @@ from bert4keras.snippets import (
     word_mover_distance,
     word_rotator_distance,
     word_rotator_lower_bound,
+    word_rotator_relaxed_bound,
     word_rotator_similarity,
 )
 
@@ -29,6 +30,9 @@ def test_reference_values():
     assert word_centroid_distance(X2, Y2, metric="rms") == pytest.approx(0.6346477588, abs=1e-6)
     assert word_rotator_lower_bound(X2, Y2) == pytest.approx(0.1263843492, abs=1e-6)
     assert word_rotator_distance([[1, 2]], [[2, -1]]) == pytest.approx(1.0, abs=1e-9)
+    # relaxed bound: x's rows reach their nearest y row at costs 0, 0 and 1 - 1/√2 (mass √2/(4+√2));
+    # y's rows both have an exact match in x, so the y side is 0
+    assert word_rotator_relaxed_bound(X2, Y2) == pytest.approx((np.sqrt(2) - 1) / (4 + np.sqrt(2)), abs=1e-12)
 
 
 def test_identity_symmetry_and_scale():
@@ -60,6 +64,7 @@ def test_lower_bounds_never_exceed_exact_distance():
         wmd, wrd = word_mover_distance(x, y), word_rotator_distance(x, y)
         assert word_centroid_distance(x, y) <= wmd + 1e-9
         assert word_rotator_lower_bound(x, y) <= wrd + 1e-9
+        assert word_rotator_relaxed_bound(x, y) <= wrd + 1e-9
         assert -1e-12 <= wrd <= 2 + 1e-12
 
 
@@ -100,6 +105,7 @@ def test_ties_keep_lower_index():
         (lambda: word_rotator_distance([[1, 2], [0, 0]], [[1, 1]]), r"x has all-zero vectors at rows \[1\]"),
         (lambda: word_rotator_distance([[1, 2]], [[0, 0]]), "y has all-zero vectors"),
         (lambda: word_rotator_lower_bound([[1, 2]], [[0, 0]]), "y has all-zero vectors"),
+        (lambda: word_rotator_relaxed_bound([[0, 0]], [[1, 2]]), "x has all-zero vectors"),
         (lambda: word_mover_distance([1, 2], [[1, 2]]), "x must be a 2-D array"),
         (lambda: word_mover_distance([[1, 2]], [[1, 2]], metric="cosine"), "metric must be"),
         (lambda: word_mover_distance([[np.nan, 2]], [[1, 2]]), "x contains NaN"),
