@@ -183,40 +183,48 @@ class RetrievalResult:
 def rank_by_wrd(query, candidates: Sequence, k: int = 10, prune: bool = True) -> RetrievalResult:
     """The ``k`` candidates nearest to ``query`` by WRD, ties broken by candidate index.
 
-    With ``prune`` (Kusner et al.'s prefetch-and-prune): candidates are visited in order of the
-    centroid bound, and a candidate is solved exactly only while a bound (centroid, then relaxed) is
-    at most the current k-th best distance; any other candidate cannot enter the top k, so the ranking
-    equals the exhaustive one.
+    All cosine costs come from one matrix product. With ``prune`` (Kusner et al.'s prefetch-and-prune),
+    each candidate gets the larger of its centroid and relaxed lower bounds, candidates are solved in
+    order of that bound, and the search stops once a bound exceeds the current k-th best distance:
+    no later candidate can enter the top k, so the ranking equals the exhaustive one.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if len(candidates) == 0:
         raise ValueError("candidates is empty")
     query = _sequence(query, "query")
-    q_centroid = _rotator_centroid(query, "query")
-    items = []
+    q_norms = _norms(query, "query")
+    vectors, norms = [], []
     for i, c in enumerate(candidates):
-        name = f"candidates[{i}]"
-        c = _sequence(c, name)
+        c = _sequence(c, f"candidates[{i}]")
         if c.shape[1] != query.shape[1]:
-            raise ValueError(f"{name} has vector width {c.shape[1]}, the query has {query.shape[1]}")
-        gap = _rotator_centroid(c, name) - q_centroid
-        items.append((0.5 * float(gap @ gap) if prune else 0.0, i, c))
+            raise ValueError(f"candidates[{i}] has vector width {c.shape[1]}, the query has {query.shape[1]}")
+        vectors.append(c)
+        norms.append(_norms(c, f"candidates[{i}]"))
+    starts = np.cumsum([0] + [len(c) for c in vectors])
+    vectors, norms = np.concatenate(vectors), np.concatenate(norms)
+    totals = np.add.reduceat(norms, starts[:-1])
+    masses = norms / np.repeat(totals, np.diff(starts))
+    p = q_norms / q_norms.sum()
+    cost = np.clip(1.0 - (query / q_norms[:, None]) @ (vectors / norms[:, None]).T, 0.0, 2.0)
+
+    order, bounds = range(len(starts) - 1), np.zeros(len(starts) - 1)
     if prune:
-        items.sort(key=lambda item: (item[0], item[1]))
+        gaps = np.add.reduceat(vectors, starts[:-1]) / totals[:, None] - query.sum(0) / q_norms.sum()
+        query_side = p @ np.minimum.reduceat(cost, starts[:-1], axis=1)
+        candidate_side = np.add.reduceat(masses * cost.min(axis=0), starts[:-1])
+        bounds = np.maximum(0.5 * (gaps * gaps).sum(1), np.maximum(query_side, candidate_side))
+        order = np.lexsort((np.arange(len(bounds)), bounds))
 
     best: list[tuple[float, int]] = []  # the k best (distance, index) so far, negated: a max-heap
     solves = 0
-    for bound, i, c in items:
-        full = len(best) == k
-        if prune and full and bound - _PRUNE_SLACK > -best[0][0]:
-            break  # later candidates have larger centroid bounds
-        p, q, cost = _rotator_problem(query, c, ("query", f"candidates[{i}]"))
-        if prune and full and _relaxed_bound(p, q, cost) - _PRUNE_SLACK > -best[0][0]:
-            continue
-        d = wasserstein_distance(p, q, cost)
+    for i in order:
+        i = int(i)
+        if len(best) == k and bounds[i] - _PRUNE_SLACK > -best[0][0]:
+            break
+        d = wasserstein_distance(p, masses[starts[i]:starts[i + 1]], cost[:, starts[i]:starts[i + 1]])
         solves += 1
-        if not full:
+        if len(best) < k:
             heapq.heappush(best, (-d, -i))
         elif (d, i) < (-best[0][0], -best[0][1]):
             heapq.heapreplace(best, (-d, -i))
