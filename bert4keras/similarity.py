@@ -127,16 +127,11 @@ def word_centroid_distance(x, y, metric: str = "euclidean") -> float:
     return float(np.linalg.norm(x.mean(0) - y.mean(0)) * _rms_scale(metric, x.shape[1]))
 
 
-def _rotator_problem(x: np.ndarray, y: np.ndarray, names=("x", "y")):
+def _rotator_problem(x: np.ndarray, y: np.ndarray):
     """WRD's transport problem: masses ∝ norms, cost ``1 - cos`` (inputs already validated)."""
-    nx, ny = _norms(x, names[0]), _norms(y, names[1])
+    nx, ny = _norms(x, "x"), _norms(y, "y")
     cosine = (x / nx[:, None]) @ (y / ny[:, None]).T
     return nx / nx.sum(), ny / ny.sum(), np.clip(1.0 - cosine, 0.0, 2.0)
-
-
-def _relaxed_bound(p: np.ndarray, q: np.ndarray, cost: np.ndarray) -> float:
-    """Drop one side's constraint: every token moves all its mass to its cheapest partner."""
-    return float(max(p @ cost.min(axis=1), q @ cost.min(axis=0)))
 
 
 def word_rotator_distance(x, y) -> float:
@@ -167,7 +162,8 @@ def word_rotator_relaxed_bound(x, y) -> float:
     Dropping either side's constraints lets every token ship all its mass to its most similar partner;
     the larger of the two relaxed costs is still ≤ WRD and costs one matrix product instead of a solve.
     """
-    return _relaxed_bound(*_rotator_problem(*_pair(x, y)))
+    p, q, cost = _rotator_problem(*_pair(x, y))
+    return float(max(p @ cost.min(axis=1), q @ cost.min(axis=0)))
 
 
 @dataclass
