@@ -39,6 +39,7 @@ from bert4keras.layers.positions import (  # noqa: F401
 )
 from bert4keras.layers.t5 import RelativePositionEmbeddingT5  # noqa: F401
 from bert4keras.layers.talking_heads import HeadMixing, TalkingHeadsAttention  # noqa: F401
+from bert4keras.layers.dgcnn import DilatedGatedConv1D  # noqa: F401
 
 # Every layer above is registered with keras.saving (package "bert4keras"), so
 # keras.models.load_model needs no custom_objects; this dict is kept for 0.11.5
