@@ -6,8 +6,9 @@ Every layer is created through :meth:`Transformer.apply`, keyed by name: calling
 tied output). ``variable_mapping()`` says, as data, which checkpoint variable
 feeds which layer weight; every checkpoint format is read through it.
 
-The same registry will serve a cached decoding path: it can call the very
-layer objects in ``self.layers`` step by step, so no model code is duplicated.
+The hooks keep no state across graphs: ``call()`` starts each graph afresh and
+records its raw inputs in ``self.graph_inputs``, which the mask hooks read, so
+the same hooks and layers can build a second graph over the same weights.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Transformer:
         self.autoresize_weights = autoresize_weights
         self.layer_norm_eps = layer_norm_eps
         self.recompute = recompute_enabled() if recompute is None else recompute
+        self.graph_inputs = []
         self.attention_bias = None
         self.position_bias = None
         self.attention_scores = None
@@ -104,13 +106,17 @@ class Transformer:
         """Create the inputs, run the hooks, and wrap everything in ``self.model``.
 
         ``layer_norm_cond*`` make every LayerNormalization conditional on a
-        fixed-size vector (conditional LayerNorm).
+        fixed-size vector (conditional LayerNorm). ``attention_caches`` is
+        accepted for 0.11.5 signatures only and must be empty.
         """
+        if attention_caches:
+            raise ValueError(
+                "build(attention_caches=...) is not supported: cached decoding is done by "
+                "model.generate / AutoRegressiveDecoder, which reuse this model's layers")
         if self.built:
             return
         inputs = self.get_inputs()
         self.set_inputs(inputs, additional_input_layers)
-        self.attention_caches = attention_caches or {}
         self.layer_norm_conds = [
             layer_norm_cond, layer_norm_cond_hidden_size, layer_norm_cond_hidden_act or "linear",
         ]
@@ -120,6 +126,15 @@ class Transformer:
         self.built = True
 
     def call(self, inputs):
+        """One forward graph over ``inputs`` (the model's raw input tensors).
+
+        Per-graph state (masks, position biases, RealFormer scores) starts empty,
+        so calling again over new inputs builds a second graph on the same layers.
+        """
+        self.graph_inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.attention_bias = None
+        self.position_bias = None
+        self.attention_scores = None
         outputs = self.apply_embeddings(inputs)
         for i in range(self.num_hidden_layers):
             outputs = self.apply_main_layers(outputs, i)
@@ -205,11 +220,14 @@ class Transformer:
         raise NotImplementedError
 
     def compute_attention_bias(self, inputs=None):
-        """The attention bias/mask every layer uses (LM and UniLM masks override this)."""
+        """The attention bias/mask every layer of the current graph uses (LM and UniLM
+        masks override this and read the graph's raw inputs from ``self.graph_inputs``;
+        ``inputs`` is kept for 0.11.5 overrides)."""
         return self.attention_bias
 
     def compute_position_bias(self, inputs=None):
-        """Relative-position inputs shared by every layer (NEZHA, T5, RoFormer)."""
+        """Relative-position inputs shared by every layer of the current graph (NEZHA,
+        T5, RoFormer); ``inputs`` is the hidden state they are computed against."""
         return self.position_bias
 
     def set_inputs(self, inputs, additional_input_layers=None):
@@ -403,7 +421,7 @@ class LM_Mask:
         if self.attention_bias is None:
             from bert4keras.layers.core import CausalMask
 
-            self.attention_bias = self.apply(inputs=self.inputs[0], layer=CausalMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[0], layer=CausalMask,
                                              name="Attention-LM-Mask")
         return self.attention_bias
 
@@ -416,10 +434,10 @@ class UniLM_Mask:
         if self.attention_bias is None:
             from bert4keras.layers.core import UniLMMask
 
-            if len(self.inputs) < 2:
+            if len(self.graph_inputs) < 2:
                 raise ValueError(f"{type(self).__name__}: the UniLM mask needs segment ids as the "
                                  "second input, and this model has only token ids")
-            self.attention_bias = self.apply(inputs=self.inputs[1], layer=UniLMMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[1], layer=UniLMMask,
                                              name="Attention-UniLM-Mask")
         return self.attention_bias
 

@@ -97,7 +97,7 @@ class BERT(Transformer):
         """``[q, k, v, (attention bias)]`` and call arguments of block ``index``'s attention;
         models with relative positions (NEZHA, RoFormer) append their position input."""
         x, arguments = [inputs, inputs, inputs], {"a_bias": None}
-        attention_mask = self.compute_attention_bias(index)
+        attention_mask = self.compute_attention_bias()
         if attention_mask is not None:
             arguments["a_bias"] = True
             x.append(attention_mask)

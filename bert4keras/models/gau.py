@@ -24,7 +24,7 @@ class GAU_alpha(RoFormerV2):
     def apply_main_layers(self, inputs, index: int):
         name = f"Transformer-{index}-GatedAttentionUnit"
         x, arguments = [inputs], {"a_bias": None, "p_bias": "rotary"}
-        attention_mask = self.compute_attention_bias(index)
+        attention_mask = self.compute_attention_bias()
         if attention_mask is not None:
             arguments["a_bias"] = True
             x.append(attention_mask)

@@ -25,8 +25,8 @@ class RoFormer(NEZHA):
     def compute_position_bias(self, inputs=None):
         if self.position_bias is None:
             x = inputs
-            if self.custom_position_ids:
-                x = [inputs, self.layers[self.prefixed("Input-Position")]]
+            if self.custom_position_ids:  # Input-Position is the graph's last raw input
+                x = [inputs, self.graph_inputs[-1]]
             self.position_bias = self.apply(
                 inputs=x, layer=SinusoidalPositionEmbedding, output_dim=self.attention_key_size,
                 merge_mode="zero", custom_position_ids=self.custom_position_ids,

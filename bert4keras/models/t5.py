@@ -318,9 +318,9 @@ class T5_Decoder(LM_Mask, T5_Base):
                           name="Decoder-Output-LM-Activation")
 
     def compute_attention_bias(self, inputs=None):
-        """Causal mask over the decoder tokens (``inputs[1]``; ``inputs[0]`` is the context)."""
+        """Causal mask over the decoder tokens (graph input 1; input 0 is the context)."""
         if self.attention_bias is None:
-            self.attention_bias = self.apply(inputs=self.inputs[1], layer=CausalMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[1], layer=CausalMask,
                                              name="Attention-LM-Mask")
         return self.attention_bias
 
@@ -358,7 +358,6 @@ class T5(T5_Base):
         self._encoder.build(**kwargs)
         self._decoder.build(**kwargs)
         self.encoder, self.decoder = self._encoder.model, self._decoder.model
-        self._decoder.position_bias = None  # recomputed against the encoder's output below
         self.set_inputs(self.encoder.inputs + self.decoder.inputs[1:])
         self.set_outputs(self._decoder.call(self.encoder.outputs + self.decoder.inputs[1:]))
         self.model = TransformerModel(self.inputs, self.output, name=self.name)
