@@ -21,8 +21,10 @@ import numpy as np
 from bert4keras.backend import is_bool
 from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
-from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention, TalkingHeadsAttention
-from bert4keras.layers import FeedForward, GatedAttentionUnit, ScaleOffset
+from bert4keras.layers import (
+    Add, Dense, Dropout, Embedding, FeedForward, GatedAttentionUnit, Input, LayerNormalization,
+    MultiHeadAttention, ScaleOffset, TalkingHeadsAttention,
+)
 from bert4keras.layers.initializers import TruncatedNormal, deferral_active, initializing_layer
 from bert4keras.models.keras_model import TransformerModel
 from bert4keras.recompute import recompute_enabled, recompute_layer
@@ -193,6 +195,58 @@ class Transformer:
         o, a = target(inputs, **arguments)
         self.attention_scores = a
         return o
+
+    # ------------------------------------------------------------------ block kit
+
+    def dropout(self, x, name: str):
+        """Dropout at the model's ``dropout_rate`` (no layer at all at rate 0)."""
+        return self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=name)
+
+    def dropout_add(self, x, y, name: str):
+        """The residual ``x + Dropout(y)`` of sub-layer ``name`` (``name-Dropout``, ``name-Add``)."""
+        y = self.dropout(y, f"{name}-Dropout")
+        return self.apply(inputs=[x, y], layer=Add, name=f"{name}-Add")
+
+    def apply_norm(self, x, name: str, **overrides):
+        """LayerNormalization, conditional when the model was built with ``layer_norm_cond``;
+        ``overrides`` change the norm (T5, RoFormerV2: RMS-style)."""
+        z, hidden_units, hidden_act = self.layer_norm_conds
+        options = dict(epsilon=self.layer_norm_eps, conditional=z is not None,
+                       hidden_units=hidden_units, hidden_activation=hidden_act,
+                       hidden_initializer=self.initializer)
+        return self.apply(inputs=self.simplify([x, z]), layer=LayerNormalization, name=name,
+                          **{**options, **overrides})
+
+    def apply_attention(self, inputs: list, name: str, arguments: dict | None = None, **overrides):
+        """Multi-head attention over ``[q, k, v, ...]`` sized from the model's config;
+        ``overrides`` change the layer (``use_bias=False``, ``attention_scale=False``)."""
+        options = dict(heads=self.num_attention_heads, head_size=self.attention_head_size,
+                       out_dim=self.hidden_size, key_size=self.attention_key_size,
+                       attention_dropout=self.attention_dropout_rate,
+                       kernel_initializer=self.initializer)
+        return self.apply(inputs=inputs, layer=MultiHeadAttention, arguments=arguments, name=name,
+                          **{**options, **overrides})
+
+    def apply_feed_forward(self, x, name: str, **overrides):
+        """The block's feed-forward (gated when ``hidden_act`` is a list)."""
+        options = dict(units=self.intermediate_size, activation=self.hidden_act,
+                       kernel_initializer=self.initializer)
+        return self.apply(inputs=x, layer=FeedForward, name=name, **{**options, **overrides})
+
+    def apply_token_embedding(self, token_ids):
+        """The ``Embedding-Token`` table (also the tied output layer of LM heads)."""
+        return self.apply(inputs=token_ids, layer=Embedding, input_dim=self.vocab_size,
+                          output_dim=self.embedding_size, embeddings_initializer=self.initializer,
+                          mask_zero=True, name="Embedding-Token")
+
+    def apply_embedding_mapping(self, x, name: str = "Embedding-Mapping", always: bool = False,
+                                **overrides):
+        """Project factorised embeddings (``embedding_size``) to ``hidden_size``; a no-op
+        when the sizes agree, unless ``always`` (ALBERT checkpoints always carry it)."""
+        if self.embedding_size == self.hidden_size and not always:
+            return x
+        return self.apply(inputs=x, layer=Dense, units=self.hidden_size,
+                          kernel_initializer=self.initializer, name=name, **overrides)
 
     def reject_options(self, **options) -> None:
         """Raise for build options this model does not support, when given a true value."""
@@ -398,7 +452,6 @@ class Transformer:
                 f"{layer.name!r} weight {weight.path!r} expects {w_shape} "
                 "(check the config, or pass autoresize_weights=True)")
         from bert4keras.snippets import orthogonally_resize
-        from bert4keras.layers import FeedForward
 
         value = orthogonally_resize(value, w_shape)
         if isinstance(layer, MultiHeadAttention):
@@ -448,7 +501,8 @@ def extend_with_language_model(BaseModel):
     class LanguageModel(LM_Mask, BaseModel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.with_mlm = getattr(self, "with_mlm", False) or True
+            if not getattr(self, "with_mlm", False):  # keep a given activation, e.g. 'linear'
+                self.with_mlm = True
 
     LanguageModel.__name__ = f"LanguageModel_{BaseModel.__name__}"
     return LanguageModel
@@ -460,7 +514,8 @@ def extend_with_unified_language_model(BaseModel):
     class UnifiedLanguageModel(UniLM_Mask, BaseModel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.with_mlm = getattr(self, "with_mlm", False) or True
+            if not getattr(self, "with_mlm", False):  # keep a given activation, e.g. 'linear'
+                self.with_mlm = True
 
     UnifiedLanguageModel.__name__ = f"UnifiedLanguageModel_{BaseModel.__name__}"
     return UnifiedLanguageModel
