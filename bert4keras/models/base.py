@@ -497,25 +497,23 @@ class UniLM_Mask:
 
 def extend_with_language_model(BaseModel):
     """Add a causal attention mask to ``BaseModel`` (and its MLM head as the LM head)."""
-
-    class LanguageModel(LM_Mask, BaseModel):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if not getattr(self, "with_mlm", False):  # keep a given activation, e.g. 'linear'
-                self.with_mlm = True
-
-    LanguageModel.__name__ = f"LanguageModel_{BaseModel.__name__}"
-    return LanguageModel
+    return _with_mask(BaseModel, LM_Mask, "LanguageModel")
 
 
 def extend_with_unified_language_model(BaseModel):
     """Add the UniLM seq2seq attention mask to ``BaseModel``."""
+    return _with_mask(BaseModel, UniLM_Mask, "UnifiedLanguageModel")
 
-    class UnifiedLanguageModel(UniLM_Mask, BaseModel):
+
+def _with_mask(BaseModel, mask: type, prefix: str):
+    """``BaseModel`` under the ``mask`` mixin (once: GPT already is causal), MLM head on."""
+    bases = (BaseModel,) if issubclass(BaseModel, mask) else (mask, BaseModel)
+
+    class Masked(*bases):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             if not getattr(self, "with_mlm", False):  # keep a given activation, e.g. 'linear'
                 self.with_mlm = True
 
-    UnifiedLanguageModel.__name__ = f"UnifiedLanguageModel_{BaseModel.__name__}"
-    return UnifiedLanguageModel
+    Masked.__name__ = Masked.__qualname__ = f"{prefix}_{BaseModel.__name__}"
+    return Masked
