@@ -40,7 +40,10 @@ class Server:
 
     def __init__(self, model_dir: str, log_path: str, *options: str):
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+        # One intra-op thread: the server, the client and this process share the CPU, and an
+        # oversubscribed OpenMP pool (PyTorch) stalls for seconds per forward pass.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+                   OMP_NUM_THREADS="1")
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -84,7 +87,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 async def post_all(url: str, bodies: list[dict], headers: dict | None = None) -> list:
     """POST every body at once (one connection each); a response or the transport exception."""
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as client:
+    async with httpx.AsyncClient(timeout=300, limits=limits, headers=headers) as client:
         return await asyncio.gather(*(client.post(url, json=b) for b in bodies), return_exceptions=True)
 
 
@@ -187,6 +190,8 @@ BAD_REQUESTS = [
     ("10 MB body", "POST", "/embed", b'{"texts": ["' + b"a" * 10_000_000 + b'"]}', AUTH, 413,
      "--max-request-bytes"),
     ("invalid UTF-8", "POST", "/embed", b'{"texts": ["\xff\xfe"]}', AUTH, 400, "UTF-8"),
+    ("deeply nested", "POST", "/embed", b"[" * 50_000 + b"]" * 50_000, AUTH, 400, "nested"),
+    ("lone surrogate", "POST", "/tokenize", b'{"texts": ["ok", "a\\ud800b"]}', AUTH, 422, "texts[1]"),
     ("unknown route", "GET", "/nope", None, AUTH, 404, "/nope"),
     ("wrong method", "GET", "/embed", None, AUTH, 405, "GET"),
     ("wrong task", "POST", "/predict", b'{"texts": ["a"]}', AUTH, 404, "--task predict"),

@@ -154,6 +154,8 @@ async def read_json(request: Request, limit: int) -> dict:
     except json.JSONDecodeError as e:
         raise ApiError(400, f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                        "invalid_body") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply", "invalid_body") from None
     if not isinstance(data, dict):
         raise ApiError(422, f"request body must be a JSON object, got {type(data).__name__}")
     return data
@@ -187,6 +189,11 @@ def get_texts(data: dict, name: str, limit: int, allow_string: bool = False) -> 
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ApiError(422, f"{name}[{i}] must be a string, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ApiError(422, f"{name}[{i}] holds an unpaired surrogate {text[e.start]!r} at "
+                                f"character {e.start}") from None
     return texts
 
 
