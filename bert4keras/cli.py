@@ -319,6 +319,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise SystemExit(f"serving needs extra packages ({e.name} is missing): "
                          "pip install 'bert4keras[serving]'") from e
+    if not os.path.isdir(args.model_dir):
+        raise SystemExit(f"serve: model directory not found: {args.model_dir}")
     for name in ("port", "max_batch_tokens", "max_batch_size", "max_queue", "max_texts", "max_request_bytes"):
         if getattr(args, name) < (0 if name == "port" else 1):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")

@@ -1,7 +1,8 @@
 """The HTTP service (`python -m bert4keras serve`): a real server process on 127.0.0.1, a real client.
 
 MiniLM serves /embed (200 concurrent requests equal the in-process embeddings, bad inputs are
-4xx); a tiny classifier saved the way `train` saves serves /predict, the 429 path and SIGTERM.
+4xx); a tiny classifier saved the way `train` saves serves /predict, the 429 path and SIGTERM
+(last: it stops that server).
 """
 
 from __future__ import annotations
@@ -95,12 +96,30 @@ async def post_all(url: str, bodies: list[dict], headers: dict | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def minilm_server(minilm_dir, tmp_path_factory):
-    server = Server(minilm_dir, str(tmp_path_factory.mktemp("serve") / "minilm.log"),
-                    "--max-length", "32", "--buckets", "32", "--max-batch-size", "8",
-                    "--max-texts", "64", "--max-request-bytes", "200000", "--api-key", API_KEY)
-    yield server
-    server.stop()
+def servers(minilm_dir, classifier_dir, tmp_path_factory):
+    """Both servers start at once (each test waits for its own): MiniLM for /embed, the tiny
+    classifier for /predict, 429 (it holds requests 1.5 s, at most 12) and SIGTERM (the last test)."""
+    logs = tmp_path_factory.mktemp("serve")
+    started = {
+        "minilm": Server(minilm_dir, str(logs / "minilm.log"), "--max-length", "32", "--buckets", "32",
+                         "--max-batch-size", "8", "--max-texts", "64", "--max-request-bytes", "200000",
+                         "--api-key", API_KEY),
+        "classifier": Server(classifier_dir, str(logs / "classifier.log"), "--max-queue", "12",
+                             "--max-wait-ms", "1500", "--max-batch-size", "16", "--buckets", "8"),
+    }
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def minilm_server(servers):
+    return servers["minilm"]
+
+
+@pytest.fixture(scope="module")
+def classifier_server(servers):
+    return servers["classifier"]
 
 
 @pytest.fixture(scope="module")
@@ -252,14 +271,6 @@ def in_process_predictions(classifier_dir: str, texts: list[str]) -> np.ndarray:
     return np.asarray(model.predict_on_batch([sequence_padding(ids, 24), sequence_padding(segments, 24)]))
 
 
-@pytest.fixture(scope="module")
-def classifier_server(classifier_dir, tmp_path_factory):
-    server = Server(classifier_dir, str(tmp_path_factory.mktemp("serve") / "classifier.log"),
-                    "--max-queue", "2", "--max-wait-ms", "300", "--max-batch-size", "4", "--buckets", "8")
-    yield server
-    server.stop()
-
-
 def test_predict_matches_in_process(classifier_server, classifier_dir):
     texts = sentences(6, seed=5)
     response = httpx.post(classifier_server.url + "/predict", json={"texts": texts}, timeout=60)
@@ -272,11 +283,12 @@ def test_predict_matches_in_process(classifier_server, classifier_dir):
         assert p["label"] == LABELS[row.argmax()] and p["score"] == pytest.approx(row.max(), abs=1e-5)
     info = httpx.get(classifier_server.url + "/info").json()
     assert info["task"] == "predict" and info["labels"] == LABELS and info["buckets"] == [8, 24]
+    assert info["max_queue"] == 12
 
 
 def test_full_queue_answers_429_and_stays_healthy(classifier_server):
     url = classifier_server.url
-    bodies = [{"texts": [f"the cat number {i}"]} for i in range(20)]
+    bodies = [{"texts": [f"the cat number {i}"]} for i in range(40)]
     responses = asyncio.run(post_all(url + "/predict", bodies))
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 429}, codes
@@ -287,9 +299,8 @@ def test_full_queue_answers_429_and_stays_healthy(classifier_server):
     assert httpx.post(url + "/predict", json={"texts": ["after the storm"]}, timeout=60).status_code == 200
 
 
-def test_sigterm_finishes_accepted_requests(classifier_dir, tmp_path):
-    server = Server(classifier_dir, str(tmp_path / "sigterm.log"),
-                    "--max-wait-ms", "1500", "--max-batch-size", "32", "--buckets", "8")
+def test_sigterm_finishes_accepted_requests(classifier_server, classifier_dir):
+    server = classifier_server
     url = server.url
     texts = sentences(12, seed=9)
     want = in_process_predictions(classifier_dir, texts)
@@ -307,14 +318,26 @@ def test_sigterm_finishes_accepted_requests(classifier_dir, tmp_path):
         server.process.send_signal(signal.SIGTERM)
         return await pending
 
-    try:
-        responses = asyncio.run(load_then_terminate())
-        assert server.process.wait(60) in (0, -signal.SIGTERM)
-    finally:
-        server.stop()
+    responses = asyncio.run(load_then_terminate())
+    assert server.process.wait(60) in (0, -signal.SIGTERM)
     for response, row in zip(responses, want):
         assert not isinstance(response, Exception) and response.status_code == 200, response
         scores = {s["label"]: s["score"] for s in response.json()["predictions"][0]["scores"]}
         np.testing.assert_allclose([scores[label] for label in LABELS], row, atol=1e-5)
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/health", timeout=2)
+
+
+def test_serve_command_line_errors(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bert4keras", "serve", *args], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
+
+    missing = run(str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "model directory not found" in missing.stderr
+    empty = run(str(tmp_path), "--port", "-5")
+    assert empty.returncode != 0 and "--port must be positive" in empty.stderr
+    assert "--max-batch-tokens" in run("--help").stdout
+    unloadable = run(str(tmp_path), "--port", str(free_port()))  # the server starts, loading fails
+    assert unloadable.returncode == 1 and "no config.json" in unloadable.stderr

@@ -330,7 +330,6 @@ class Guard:
 
     def __init__(self, app: Any, service: Service, routes: set[str]):
         self.app, self.service, self.routes = app, service, routes
-        self.state = app.state
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
