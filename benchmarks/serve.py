@@ -69,7 +69,9 @@ def start_server(options: list[str], backend: str, log) -> tuple[subprocess.Pope
 async def load(url: str, concurrency: int, per_worker: int, texts: list[str]) -> dict:
     """``concurrency`` closed-loop workers, ``per_worker`` requests each (after one warm-up each)."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections expire client-side before uvicorn's 5 s keep-alive timeout closes them.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                          keepalive_expiry=1.0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
 
         async def worker(w: int, count: int, record: bool) -> None:
