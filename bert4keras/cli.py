@@ -1,7 +1,9 @@
-"""Command line: fine-tune a text classifier on your own data, predict with it, run the demo.
+"""Command line: fine-tune a text classifier on your own data, predict with it, serve it, run the demo.
 
     python -m bert4keras train --data reviews.tsv --model-dir my_bert/ --output out/
     python -m bert4keras predict --output out/ "first text" "second text"
+    python -m bert4keras serve out/ --port 8000          # HTTP: /predict, /tokenize, /health ...
+    python -m bert4keras serve my_bert/ --task embed     # HTTP: /embed, /v1/embeddings ...
     python -m bert4keras demo
 
 Data: a TSV (``label<TAB>text``, or with a header naming ``--text-column`` and
@@ -223,16 +225,22 @@ def train(pairs, model_dir: str, output: str, epochs: int = 1, maxlen: int = 64,
     print(f"held-out accuracy {accuracy:.3f}  (majority-class baseline '{labels[majority]}': "
           f"{baseline:.3f}); training took {train_seconds:.0f}s")
 
+    save_classifier(model, output, labels, maxlen, lowercase, vocab)
+    print(f"saved to {output}/ (model.keras, vocab.txt, classifier.json)")
+    return {"accuracy": accuracy, "baseline": baseline, "train_seconds": train_seconds}
+
+
+def save_classifier(model, output: str, labels: list[str], maxlen: int, lowercase: bool,
+                    vocab_path: str) -> None:
+    """Write what :func:`load_classifier` (and ``serve``) read: model.keras, classifier.json, vocab.txt."""
     os.makedirs(output, exist_ok=True)
     model.save(os.path.join(output, "model.keras"))
     info = {"labels": labels, "maxlen": maxlen, "do_lower_case": lowercase}
     with open(os.path.join(output, "classifier.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, ensure_ascii=False, indent=1)
-    with open(vocab, encoding="utf-8") as src, open(os.path.join(output, "vocab.txt"), "w",
-                                                     encoding="utf-8") as dst:
+    with open(vocab_path, encoding="utf-8") as src, open(os.path.join(output, "vocab.txt"), "w",
+                                                          encoding="utf-8") as dst:
         dst.write(src.read())
-    print(f"saved to {output}/ (model.keras, vocab.txt, classifier.json)")
-    return {"accuracy": accuracy, "baseline": baseline, "train_seconds": train_seconds}
 
 
 def load_classifier(output: str):
@@ -274,6 +282,56 @@ DEMO_SENTENCES = [
 ]
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def add_serve_parser(sub) -> None:
+    """``serve MODEL_DIR``: the HTTP service with dynamic batching (docs/serving.md)."""
+    p = sub.add_parser("serve", help="serve a model over HTTP with dynamic batching")
+    p.add_argument("model_dir", help="an encoder directory (config + weights + vocab.txt) or a "
+                                     "classifier saved by 'train'")
+    p.add_argument("--task", choices=["embed", "predict"],
+                   help="default: predict for a 'train' output, embed otherwise")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("BERT4KERAS_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $BERT4KERAS_API_KEY)")
+    p.add_argument("--max-length", type=int, help="longest text in tokens (default: the model's)")
+    p.add_argument("--buckets", type=_int_list, help="padded lengths compiled at start-up, e.g. 32,128 "
+                                                     "(default: 32,64,128,256 below max length, and it)")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    p.add_argument("--max-batch-size", type=int, default=64, help="texts per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for a batch to fill")
+    p.add_argument("--max-queue", type=int, default=512, help="requests waiting before answering 429")
+    p.add_argument("--max-texts", type=int, default=256, help="texts per request")
+    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="request body size limit")
+    p.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="default /embed pooling")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from bert4keras.serving import ServeConfig, serve
+    except ImportError as e:
+        raise SystemExit(f"serving needs extra packages ({e.name} is missing): "
+                         "pip install 'bert4keras[serving]'") from e
+    if not os.path.isdir(args.model_dir):
+        raise SystemExit(f"serve: model directory not found: {args.model_dir}")
+    for name in ("port", "max_batch_tokens", "max_batch_size", "max_queue", "max_texts", "max_request_bytes"):
+        if getattr(args, name) < (0 if name == "port" else 1):
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    config = ServeConfig(
+        model_dir=args.model_dir, task=args.task, max_length=args.max_length, buckets=args.buckets,
+        max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
+        max_request_bytes=args.max_request_bytes, pooling=args.pooling, api_key=args.api_key)
+    return serve(config, host=args.host, port=args.port, log_level=args.log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bert4keras", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     p_predict = sub.add_parser("predict", help="classify texts with a saved classifier")
     p_predict.add_argument("--output", default="demo_output")
     p_predict.add_argument("texts", nargs="+")
+    add_serve_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "serve":
+        return run_serve(args)
     if args.command == "predict":
         for text, label, prob in predict(args.output, args.texts):
             print(f"{label:>12s} {prob:.2f}  {text}")
