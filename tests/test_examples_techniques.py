@@ -28,6 +28,7 @@ def load_example(name):
 
 
 ie = load_example('task_lic2020_triple_extraction')
+ee = load_example('task_lic2020_event_extraction')
 el = load_example('task_entity_linking_ccks2019')
 qa = load_example('task_reading_comprehension_dgcnn')
 sample_data = load_example('techniques_sample_data')
@@ -151,6 +152,28 @@ def test_rematch_recovers_original_substrings(tokenizer):
     assert pieces == ['Hello', '世', '界', '123']
 
 
+# --- event extraction ---------------------------------------------------------------------------------
+
+def test_event_labels_tags_and_soft_metric(tokenizer, tmp_path):
+    sample_data.lic2020_ee(str(tmp_path), n_train=4, n_dev=2)
+    label2id, id2label = ee.load_schema(str(tmp_path / 'event_schema.json'))
+    assert label2id[('组织关系-裁员', '裁员方')] == 0 and id2label[5] == ('竞赛行为-夺冠', '时间')
+    text, arguments = ee.load_data(str(tmp_path / 'train.json'))[0]
+    assert all(a in text for a in arguments)
+
+    label2id = {('裁员', '裁员方'): 0, ('裁员', '人数'): 1}
+    token_ids, _ = tokenizer.encode('华谊兄弟裁员200人')  # [CLS] 华 谊 兄 弟 裁 员 200 人 [SEP]
+    labels = ee.bio_labels(token_ids, {'华谊兄弟': ('裁员', '裁员方'), '200人': ('裁员', '人数')}, tokenizer, label2id)
+    assert labels == [0, 1, 2, 2, 2, 0, 0, 3, 4, 0]
+    assert ee.tag_spans(labels) == [(0, 1, 4), (1, 7, 8)]
+    assert ee.tag_spans([0, 2, 1, 4, 3, 4]) == [(0, 2, 2), (1, 4, 5)]  # stray or mismatched I tags start nothing
+
+    gold = {'华谊兄弟': ('裁员', '裁员方'), '200人': ('裁员', '人数')}
+    assert ee.soft_counts(gold, gold) == (2.0, 2, 2)
+    X, Y, Z = ee.soft_counts({'华谊': ('裁员', '裁员方'), '三人': ('裁员', '时间')}, gold)
+    assert (Y, Z) == (2, 2) and X == pytest.approx(2 * 2 / (2 + 4))  # lcs('华谊', '华谊兄弟') = 2
+
+
 # --- entity linking -----------------------------------------------------------------------------------
 
 def test_linking_features():
@@ -254,6 +277,7 @@ def test_closed_global_gate_silences_every_pointer(monkeypatch):
 # --- the scripts, end to end on sample data -----------------------------------------------------------
 
 SCRIPTS = {
+    'ee': ('task_lic2020_event_extraction', 'lic2020_ee', 'ee_pred.json', 'f1'),
     'ie': ('task_lic2020_triple_extraction', 'lic2020_ie', 'dev_pred.json', 'f1'),
     'el': ('task_entity_linking_ccks2019', 'ccks2019_el', 'el_pred.json', 'f1'),
     'qa': ('task_reading_comprehension_dgcnn', 'webqa', 'qa_pred.json', 'score'),
