@@ -353,7 +353,8 @@ def evaluate(data, linker, recognition_model, linking_model, out_file):
             R = set(link_text(d['text'], linker, recognition_model, linking_model))
             T = set(d['mentions'])
             X, Y, Z = X + len(R & T), Y + len(R), Z + len(T)
-            mention_data = [{'kb_id': k, 'mention': m, 'offset': str(o)} for m, o, k in sorted(R, key=lambda r: r[1])]
+            mention_data = [{'kb_id': k, 'mention': m, 'offset': str(o)}
+                            for m, o, k in sorted(R, key=lambda r: r[1])]
             f.write(json.dumps({'text': d['text'], 'mention_data': mention_data}, ensure_ascii=False) + '\n')
     os.replace(out_file + '.tmp', out_file)
     return 2 * X / (Y + Z), X / Y, X / Z
@@ -372,8 +373,9 @@ def main():
     files = {name: os.path.join(args.data_dir, name) for name in ('kb_data', 'train.json', 'develop.json')}
     missing = [path for path in files.values() if not os.path.isfile(path)]
     if missing:
-        raise SystemExit(f'missing data file(s): {", ".join(missing)}\nPass --data-dir with the CCKS 2019 entity '
-                         f'linking files, or write sample data: python examples/techniques_sample_data.py ccks2019_el DIR')
+        raise SystemExit(f'missing data file(s): {", ".join(missing)}\n'
+                         'Pass --data-dir with the CCKS 2019 entity linking files, or write sample data: '
+                         'python examples/techniques_sample_data.py ccks2019_el DIR')
     entities, aliases = load_kb(files['kb_data'])
     train_data, valid_data = load_data(files['train.json']), load_data(files['develop.json'])
 

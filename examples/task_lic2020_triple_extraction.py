@@ -324,7 +324,8 @@ def evaluate(data, tokenizer, subject_model, object_model, id2predicate, schemas
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-dir', default=data_dir, help='folder with train_data.json, dev_data.json, schema.json')
+    parser.add_argument('--data-dir', default=data_dir,
+                        help='folder with train_data.json, dev_data.json, schema.json')
     parser.add_argument('--smoke', action='store_true', help='tiny sizes for a quick run (or BERT4KERAS_SMOKE=1)')
     args = parser.parse_args()
     global maxlen, batch_size, epochs, learning_rate
@@ -332,11 +333,13 @@ def main():
     if smoke:
         maxlen, batch_size, epochs, learning_rate = 64, 8, 2, 1e-3
 
-    files = {name: os.path.join(args.data_dir, name) for name in ('train_data.json', 'dev_data.json', 'schema.json')}
+    files = {name: os.path.join(args.data_dir, name)
+             for name in ('train_data.json', 'dev_data.json', 'schema.json')}
     missing = [path for path in files.values() if not os.path.isfile(path)]
     if missing:
-        raise SystemExit(f'missing data file(s): {", ".join(missing)}\nPass --data-dir with the DuIE 2.0 (LIC2020) '
-                         f'files, or write sample data: python examples/techniques_sample_data.py lic2020_ie DIR')
+        raise SystemExit(f'missing data file(s): {", ".join(missing)}\n'
+                         'Pass --data-dir with the DuIE 2.0 (LIC2020) files, or write sample data: '
+                         'python examples/techniques_sample_data.py lic2020_ie DIR')
     predicate2id, id2predicate, schemas = load_schema(files['schema.json'])
     train_data = load_data(files['train_data.json'])
     valid_data = load_data(files['dev_data.json'])

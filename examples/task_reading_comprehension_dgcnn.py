@@ -68,7 +68,8 @@ def load_data(filename):
     for i, d in enumerate(data):
         if not isinstance(d, dict) or 'question' not in d or not all(
                 'passage' in p and 'answer' in p for p in d.get('passages', [None])):
-            raise SystemExit(f'{filename}, record {i}: expected {{"question", "passages": [{{"passage", "answer"}}]}}')
+            raise SystemExit(f'{filename}, record {i}: '
+                             'expected {"question", "passages": [{"passage", "answer"}]}')
     return data
 
 
@@ -274,8 +275,9 @@ def main():
     train_file, dev_file = (os.path.join(args.data_dir, name) for name in ('WebQA.json', 'SogouQA.json'))
     missing = [path for path in (train_file, dev_file) if not os.path.isfile(path)]
     if missing:
-        raise SystemExit(f'missing data file(s): {", ".join(missing)}\nPass --data-dir with WebQA.json and '
-                         f'SogouQA.json, or write sample data: python examples/techniques_sample_data.py webqa DIR')
+        raise SystemExit(f'missing data file(s): {", ".join(missing)}\n'
+                         'Pass --data-dir with WebQA.json and SogouQA.json, or write sample data: '
+                         'python examples/techniques_sample_data.py webqa DIR')
     train_data, valid_data = load_data(train_file), load_data(dev_file)
 
     tokenizer = Tokenizer(dict_path or chinese_vocab_path(), do_lower_case=True)
