@@ -25,8 +25,6 @@ import importlib.util
 import json
 import os
 
-import numpy as np
-
 from bert4keras.backend import keras
 from bert4keras.layers import ConditionalRandomField
 from bert4keras.models import build_transformer_model

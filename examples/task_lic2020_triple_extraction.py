@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 

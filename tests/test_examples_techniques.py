@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from bert4keras.backend import K, keras
+from bert4keras.backend import K
 from bert4keras.layers import LayerNormalization
 from bert4keras.tokenizers import Tokenizer
 
