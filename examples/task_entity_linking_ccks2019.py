@@ -322,6 +322,18 @@ def build_models(vocab_size):
     return train_model, recognition_model, linking_model
 
 
+def link_scores(text, span, candidates, linker, linking_model):
+    """The linking model's match probability for each candidate entity of the mention at span."""
+    text = text[:maxlen]
+    ids, aliases = linker.text_inputs(text)
+    links = [linker.link_inputs(text, span, c) for c in candidates]
+    n = len(candidates)
+    return linking_model.predict([
+        sequence_padding([ids] * n, maxlen), sequence_padding([aliases] * n, maxlen),
+        sequence_padding([m for m, _, _ in links], maxlen), sequence_padding([f for _, f, _ in links], maxlen),
+        sequence_padding([e for _, _, e in links], max_desc_len)], verbose=0)[:, 0]
+
+
 def link_text(text, linker, recognition_model, linking_model):
     """[(mention, offset, kb_id)] for a text; kb_id is 'NIL' when the KB has no candidate."""
     text = text[:maxlen]
@@ -332,16 +344,11 @@ def link_text(text, linker, recognition_model, linking_model):
     for start, end in decode_spans(preds):
         mention = text[start:end + 1]
         candidates = linker.candidates(mention)
-        if not candidates:
+        if candidates:
+            scores = link_scores(text, (start, end), candidates, linker, linking_model)
+            results.append((mention, start, candidates[int(np.argmax(scores))]))
+        else:
             results.append((mention, start, 'NIL'))
-            continue
-        links = [linker.link_inputs(text, (start, end), c) for c in candidates]
-        n = len(candidates)
-        scores = linking_model.predict([
-            sequence_padding([ids] * n, maxlen), sequence_padding([aliases] * n, maxlen),
-            sequence_padding([m for m, _, _ in links], maxlen), sequence_padding([f for _, f, _ in links], maxlen),
-            sequence_padding([e for _, _, e in links], max_desc_len)], verbose=0)[:, 0]
-        results.append((mention, start, candidates[int(np.argmax(scores))]))
     return results
 
 

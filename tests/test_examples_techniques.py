@@ -227,6 +227,30 @@ def test_sample_kb_and_records_are_consistent(tmp_path):
             assert kb_id == 'NIL' or kb_id in aliases[mention]
 
 
+def test_linker_inputs_and_candidate_scores(tmp_path, tokenizer, monkeypatch):
+    sample_data.ccks2019_el(str(tmp_path), n_train=8, n_dev=2)
+    entities, aliases = el.load_kb(str(tmp_path / 'kb_data'))
+    train = el.load_data(str(tmp_path / 'train.json'))
+    linker = el.Linker(entities, aliases, train, tokenizer)
+    text = '林海音在南京签售新书'
+    singer, writer = aliases['林海音']
+    ids, channel = linker.text_inputs(text)
+    assert len(ids) == len(text) and channel == [1, 1, 1, 0, 1, 1, 0, 0, 0, 0]
+    mention, features, description = linker.link_inputs(text, (0, 2), writer)
+    assert mention == [1, 1, 1] + [0] * 7 and features.shape == (10, 3)
+    assert features[:3].tolist() == [[1, 1, 0]] * 3  # the name is in the description, not an attribute value
+    assert len(description) == len(el.entity_description(entities[writer]))
+    assert set(linker.candidates('林海音')) <= {singer, writer}
+
+    monkeypatch.setattr(el, 'hidden_size', 8)
+    _, _, linking_model = el.build_models(tokenizer.vocab_size)
+    scores = el.link_scores(text, (0, 2), [singer, writer], linker, linking_model)
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    # the same candidate scores the same alone or in a batch (padding does not leak between them)
+    alone = el.link_scores(text, (0, 2), [writer], linker, linking_model)
+    assert alone[0] == pytest.approx(scores[1], abs=1e-5)
+
+
 # --- DGCNN reading comprehension ----------------------------------------------------------------------
 
 def test_answer_labels_mark_every_occurrence():
