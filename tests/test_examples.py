@@ -26,15 +26,17 @@ CASES = {
     "task_iflytek_adversarial_training": (["task_iflytek_adversarial_training"], "final val acc"),
     "task_iflytek_gradient_penalty": (["task_iflytek_gradient_penalty"], "final val acc"),
     "task_iflytek_multigpu": (["task_iflytek_multigpu"], "final val acc"),
+    "task_sentence_similarity_lcqmc": (["sample_data", "task_sentence_similarity_lcqmc"], "final test acc"),
 }
 ON_TORCH = ["basic_masked_language_model", "task_sentiment_albert+integrated_gradients",
             "task_sequence_labeling_ner_crf", "task_iflytek_gradient_penalty"]
 
 
 def run_example(name: str, folder, backend: str, extra_env=None) -> str:
+    arguments = ["lcqmc"] if name == "sample_data" else []
     env = {**os.environ, "KERAS_BACKEND": backend, "BERT4KERAS_SMOKE": "1",
            "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **(extra_env or {})}
-    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, name + ".py")], cwd=folder, env=env,
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, name + ".py"), *arguments], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{name} failed on {backend}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
