@@ -122,3 +122,77 @@ def test_checkpoint_journal_that_does_not_match_the_files_is_reported(tmp_path):
         f.write('{"m.index": 1}')
     with pytest.raises(CheckpointError, match="does not match the write journal"):
         open_checkpoint(prefix)
+
+
+# ---------------------------------------------------------------- model inputs
+
+from bert4keras.models import build_transformer_model  # noqa: E402
+
+_CONFIG = dict(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=16, hidden_act="gelu", max_position_embeddings=16, type_vocab_size=2)
+
+
+@pytest.fixture(scope="module")
+def bert():
+    model = build_transformer_model(**_CONFIG)
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+def _good(n: int = 2, length: int = 6):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 50, (n, length)).astype("int32"), np.zeros((n, length), "int32")]
+
+
+def _with(index: int, array) -> list:
+    x = _good()
+    x[index] = np.asarray(array, "int32")
+    return x
+
+
+_BAD = {
+    "too long": ([np.ones((2, 17), "int32"), np.zeros((2, 17), "int32")],
+                 r"'Input-Token' has sequence length 17 .* 16 positions"),
+    "id past vocab": (_with(0, np.full((2, 6), 50)), r"'Input-Token' holds token id 50 at \(0, 0\), outside the vocabulary \[0, 50\)"),
+    "negative id": (_with(0, [[1, 2, -1, 3, 4, 5]] * 2), r"holds token id -1 at \(0, 2\), outside the vocabulary \[0, 50\)"),
+    "segment 2": (_with(1, [[0, 0, 0, 1, 1, 2]] * 2), r"'Input-Segment' holds segment id 2 at \(0, 5\), outside the segment types \[0, 2\)"),
+    "short segments": (_with(1, np.zeros((2, 5))), r"'Input-Segment' has shape \(2, 5\) but 'Input-Token' has \(2, 6\)"),
+    "batches differ": (_with(1, np.zeros((1, 6))), r"hold 2 and 1 samples"),
+    "empty batch": ([np.zeros((0, 6), "int32")] * 2, r"empty batch \(shape \(0, 6\)\)"),
+    "wrong rank": ([np.ones(6, "int32"), np.zeros(6, "int32")], r"has shape \(6,\), expected \(batch, any\)"),
+}
+
+_ENTRY_POINTS = {
+    "predict_on_batch": lambda m, x: m.predict_on_batch(x),
+    "__call__": lambda m, x: m(x),
+    "train_on_batch": lambda m, x: m.train_on_batch(x, np.zeros((len(x[0]), 6, 8))),
+    "test_on_batch": lambda m, x: m.test_on_batch(x, np.zeros((len(x[0]), 6, 8))),
+    "predict": lambda m, x: m.predict(x, verbose=0),
+    "predict generator": lambda m, x: m.predict((b for b in [(x,)]), verbose=0),
+    "fit generator": lambda m, x: m.fit((b for b in [(x, np.zeros((len(x[0]), 6, 8)))]), verbose=0),
+}
+
+
+@pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
+def test_every_entry_point_rejects_ids_past_the_vocabulary(bert, entry):
+    with pytest.raises(ValueError, match=r"holds token id 50 at \(0, 0\)"):
+        _ENTRY_POINTS[entry](bert, _BAD["id past vocab"][0])
+
+
+@pytest.mark.parametrize("case", list(_BAD))
+def test_bad_input_is_rejected_and_the_model_still_predicts_and_saves(bert, case, tmp_path):
+    x, message = _BAD[case]
+    before = bert.predict_on_batch(_good())
+    with pytest.raises(ValueError, match=message):
+        bert.predict_on_batch(x)
+    np.testing.assert_allclose(bert.predict_on_batch(_good()), before, rtol=1e-6)
+    assert len(bert.get_weights()) == len(bert.weights)
+    bert.save_weights(str(tmp_path / "w.weights.h5"))
+
+
+def test_position_ids_input_is_checked_against_the_table():
+    model = build_transformer_model(**_CONFIG, custom_position_ids=True)
+    x = _good() + [np.tile(np.arange(6, dtype="int32") + 11, (2, 1))]
+    with pytest.raises(ValueError, match=r"'Input-Position' holds position id 16 at \(0, 5\), outside the positions \[0, 16\)"):
+        model.predict_on_batch(x)
+    assert model.predict_on_batch(x[:2] + [x[2] - 11]).shape == (2, 6, 8)
