@@ -196,3 +196,20 @@ def test_position_ids_input_is_checked_against_the_table():
     with pytest.raises(ValueError, match=r"'Input-Position' holds position id 16 at \(0, 5\), outside the positions \[0, 16\)"):
         model.predict_on_batch(x)
     assert model.predict_on_batch(x[:2] + [x[2] - 11]).shape == (2, 6, 8)
+
+
+def test_model_save_that_fails_midway_keeps_the_old_file_and_no_temp_file(bert, tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    bert.save(str(path))
+    good = path.read_bytes()
+
+    def disk_full(model, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        bert.save(str(path))
+    assert path.read_bytes() == good
+    assert os.listdir(tmp_path) == ["model.keras"]
