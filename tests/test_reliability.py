@@ -213,3 +213,63 @@ def test_model_save_that_fails_midway_keeps_the_old_file_and_no_temp_file(bert, 
         bert.save(str(path))
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+# ---------------------------------------------------------------- tokenizers
+
+from bert4keras.tokenizers import Tokenizer, load_vocab  # noqa: E402
+
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world"]
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
+    return Tokenizer(str(path))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"hello world", r"first_text is bytes \(b'hello world'\).*decode it first"),
+    (None, r"first_text must be a str or a list of str tokens, got NoneType None"),
+    (3, r"first_text must be a str or a list of str tokens, got int 3"),
+    (["hello", None], r"first_text\[1\] is NoneType None"),
+])
+def test_encode_refuses_what_is_not_text(tokenizer, bad, message):
+    with pytest.raises(TypeError, match=message):
+        tokenizer.encode(bad)
+
+
+def test_encode_batch_names_the_item_that_is_not_text(tokenizer):
+    with pytest.raises(TypeError, match=r"first_texts\[1\] must be a str, got NoneType None"):
+        tokenizer.encode_batch(["hello", None])
+    with pytest.raises(TypeError, match=r"second_texts\[0\] is bytes"):
+        tokenizer.encode_batch(["hello"], [b"world"])
+
+
+def test_decode_of_an_id_outside_the_vocabulary_names_it(tokenizer):
+    assert tokenizer.decode([4, 5]) == "hello world"
+    with pytest.raises(ValueError, match=r"id 99999 is not in the vocab file .*\(ids 0 to 5\)"):
+        tokenizer.decode([4, 99999])
+
+
+def test_vocab_file_with_a_byte_order_mark_keeps_pad_at_zero(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\ufeff" + "\n".join(_VOCAB) + "\n", encoding="utf-8")
+    assert load_vocab(str(path))["[PAD]"] == 0
+    assert Tokenizer(str(path)).encode("hello world")[0] == [2, 4, 5, 3]
+
+
+def test_vocab_file_with_blank_and_repeated_lines_warns_with_line_numbers(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[UNK]\n\n[CLS]\n[UNK]\nhello\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"blank line\(s\) 3 .*repeated token\(s\) on line\(s\) 5 \(= line 2\)"):
+        vocab = load_vocab(str(path))
+    assert vocab == {"[PAD]": 0, "[UNK]": 4, "": 2, "[CLS]": 3, "hello": 4}  # 0.11.5's numbering
+
+
+def test_clean_vocab_file_loads_without_warning(tmp_path, recwarn):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
+    assert load_vocab(str(path))["world"] == 5
+    assert not [w for w in recwarn if "vocab" in str(w.message)]
