@@ -152,7 +152,7 @@ def _with(index: int, array) -> list:
 
 _BAD = {
     "too long": ([np.ones((2, 17), "int32"), np.zeros((2, 17), "int32")],
-                 r"'Input-Token' has sequence length 17 .* 16 positions"),
+                 r"'Input-Token' of shape \(2, 17\): Embedding-Position: sequence length 17 exceeds the 16 positions"),
     "id past vocab": (_with(0, np.full((2, 6), 50)), r"'Input-Token' holds token id 50 at \(0, 0\), outside the vocabulary \[0, 50\)"),
     "negative id": (_with(0, [[1, 2, -1, 3, 4, 5]] * 2), r"holds token id -1 at \(0, 2\), outside the vocabulary \[0, 50\)"),
     "segment 2": (_with(1, [[0, 0, 0, 1, 1, 2]] * 2), r"'Input-Segment' holds segment id 2 at \(0, 5\), outside the segment types \[0, 2\)"),
@@ -273,3 +273,56 @@ def test_clean_vocab_file_loads_without_warning(tmp_path, recwarn):
     path.write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
     assert load_vocab(str(path))["world"] == 5
     assert not [w for w in recwarn if "vocab" in str(w.message)]
+
+
+# ---------------------------------------------------------------- weight loading
+
+from bert4keras.checkpoints import SafetensorsReader  # noqa: E402
+from bert4keras.checkpoints.views import GoogleNameView  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def transformer_and_checkpoint(tmp_path_factory):
+    transformer = build_transformer_model(**_CONFIG, return_keras_model=False)
+    prefix = str(tmp_path_factory.mktemp("ckpt") / "bert.ckpt")
+    transformer.save_weights_as_checkpoint(prefix)
+    with open_checkpoint(prefix) as reader:
+        tensors = {n: reader.get(n) for n in reader.names()}
+    return transformer, tensors
+
+
+def _spoiled(tmp_path, tensors, name, value) -> str:
+    return write_tf_checkpoint(str(tmp_path / "spoiled.ckpt"), {**tensors, name: value})
+
+
+def test_integer_weight_is_refused_naming_it(transformer_and_checkpoint, tmp_path):
+    transformer, tensors = transformer_and_checkpoint
+    name = "bert/encoder/layer_0/attention/self/query/kernel"
+    prefix = _spoiled(tmp_path, tensors, name, tensors[name].astype("int32"))
+    with pytest.raises(CheckpointError, match=f"weight {name} is stored as int32, not floating point"):
+        transformer.load_weights_from_checkpoint(prefix)
+
+
+def test_integer_safetensors_weight_is_refused_naming_it(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.ones((2, 2), "int32")}, str(tmp_path / "m.safetensors"))
+    view = GoogleNameView(SafetensorsReader(str(tmp_path / "m.safetensors")))
+    with pytest.raises(CheckpointError, match="weight w is stored as int32"):
+        view.get("w")
+
+
+def test_nan_weight_is_refused_unless_allowed(transformer_and_checkpoint, tmp_path):
+    transformer, tensors = transformer_and_checkpoint
+    name = "bert/embeddings/LayerNorm/gamma"
+    spoiled = tensors[name].copy()
+    spoiled[3] = np.nan
+    prefix = _spoiled(tmp_path, tensors, name, spoiled)
+    with pytest.raises(CheckpointError, match=rf"weight {name} holds 1 NaN/inf value\(s\) of 8 \(first nan at \(3,\)\)"):
+        transformer.load_weights_from_checkpoint(prefix)
+    view = transformer.checkpoint_view(prefix)
+    view.allow_nonfinite = True
+    transformer.load_weights_from_checkpoint(view)
+    index = transformer.variable_mapping()["Embedding-Norm"].index(name)
+    gamma = transformer.layers["Embedding-Norm"].trainable_weights[index]
+    assert np.isnan(keras.ops.convert_to_numpy(gamma)[3])

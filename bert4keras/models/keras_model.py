@@ -102,9 +102,9 @@ class TransformerModel(Keras2ModelMixin, keras.Model):
         for index, limit, layer_name in plan.lengths:
             if index in shapes and shapes[index][1] > limit:
                 raise ValueError(
-                    f"model {self.name!r}: input {names[index]!r} has sequence length "
-                    f"{shapes[index][1]} (shape {shapes[index]}), but layer {layer_name!r} holds "
-                    f"{limit} positions; truncate to at most {limit} tokens (maxlen)")
+                    f"model {self.name!r}, input {names[index]!r} of shape {shapes[index]}: "
+                    f"{layer_name}: sequence length {shapes[index][1]} exceeds the {limit} "
+                    "positions of this model (truncate with maxlen)")
         for index, size, layer_name, what in plan.ids:
             if index in shapes and arrays[index].size and np.issubdtype(arrays[index].dtype, np.number):
                 _check_ids(self.name, names[index], arrays[index], size, layer_name, what)
