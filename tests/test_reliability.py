@@ -190,6 +190,14 @@ def test_bad_input_is_rejected_and_the_model_still_predicts_and_saves(bert, case
     bert.save_weights(str(tmp_path / "w.weights.h5"))
 
 
+def test_predict_and_evaluate_on_an_empty_batch_say_so(bert):
+    empty = [np.zeros((0, 6), "int32")] * 2
+    with pytest.raises(ValueError, match=r"'Input-Token' is an empty batch \(shape \(0, 6\)\)"):
+        bert.predict(empty, verbose=0)
+    with pytest.raises(ValueError, match=r"empty batch"):
+        bert.evaluate(empty, np.zeros((0, 6, 8)), verbose=0)
+
+
 def test_position_ids_input_is_checked_against_the_table():
     model = build_transformer_model(**_CONFIG, custom_position_ids=True)
     x = _good() + [np.tile(np.arange(6, dtype="int32") + 11, (2, 1))]

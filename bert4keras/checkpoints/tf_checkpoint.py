@@ -387,6 +387,15 @@ def finish_interrupted_write(prefix: str) -> None:
             record = json.load(f)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{journal}: unreadable write journal ({e})") from e
+    try:
+        _roll_forward(prefix, journal, record)
+    except OSError as e:
+        raise CheckpointError(f"{journal}: cannot finish an interrupted checkpoint write ({e}); "
+                              "open it once with write access to the folder") from e
+
+
+def _roll_forward(prefix: str, journal: str, record: dict) -> None:
+    """Finish the renames the journal lists (each file is at its ``.tmp`` name or renamed)."""
     folder = os.path.dirname(prefix)
     for name, size in record.items():
         final = os.path.join(folder, name)
@@ -417,7 +426,8 @@ def _fsync_directory(folder: str) -> None:
 
 
 def _remove_quietly(path: str) -> None:
+    """Best-effort cleanup: a leftover temp file is harmless, a second error would hide the first."""
     try:
         os.remove(path)
-    except FileNotFoundError:
+    except OSError:
         pass
