@@ -73,6 +73,7 @@ def open_checkpoint(path) -> CheckpointReader:
         path.endswith(".index")
         or ".data-" in os.path.basename(path)
         or os.path.exists(path + ".index")
+        or os.path.exists(path + ".commit")  # an overwrite interrupted before its renames
     ):
         return TFCheckpointReader(path)
     if not os.path.exists(path):

@@ -10,6 +10,7 @@ bundle; the table format, protobufs, crc32c and snappy live in ``sstable``,
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import struct
@@ -22,7 +23,8 @@ from bert4keras.checkpoints.crc import crc32c, mask_crc
 from bert4keras.checkpoints.protobuf import proto_bytes_field, proto_fields, proto_varint_field
 from bert4keras.checkpoints.sstable import read_table, write_table
 
-__all__ = ["TFCheckpointReader", "list_variables", "load_variable", "write_tf_checkpoint"]
+__all__ = ["TFCheckpointReader", "finish_interrupted_write", "list_variables", "load_variable",
+           "write_tf_checkpoint"]
 
 # TensorFlow DataType enum -> numpy dtype, for the types a checkpoint reader can return.
 _TF_DTYPES: dict[int, np.dtype] = {
@@ -88,6 +90,8 @@ _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 def _resolve_prefix(path: str) -> str:
     """Checkpoint prefix from a prefix, an ``.index``/``.data-*`` file, or a directory."""
     if os.path.isdir(path):
+        for journal in glob.glob(os.path.join(glob.escape(path), "*.commit")):
+            finish_interrupted_write(journal[: -len(".commit")])
         state = os.path.join(path, "checkpoint")
         if os.path.isfile(state):
             with open(state, encoding="utf-8", errors="replace") as f:
@@ -112,6 +116,7 @@ def _resolve_prefix(path: str) -> str:
         path = path[: -len(".index")]
     else:
         path = _DATA_SUFFIX.sub("", path)
+    finish_interrupted_write(path)
     if not os.path.isfile(path + ".index"):
         raise CheckpointError(f"{path}: no TF checkpoint here ({path}.index not found)")
     return path
@@ -275,7 +280,8 @@ def write_tf_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> str:
     """Write ``tensors`` as a TF V2 checkpoint (``prefix.index`` + one data shard).
 
     The result loads with ``tf.train.load_checkpoint`` and bert4keras' reader
-    alike; returns ``prefix``. Files are written under temporary names first.
+    alike; returns ``prefix``. An overwrite is atomic as a whole: a kill at any point leaves
+    the old checkpoint or the new one loadable (see ``finish_interrupted_write``).
     """
     prefix = os.fspath(prefix)
     arrays = {}
@@ -295,11 +301,40 @@ def write_tf_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> str:
     directory = os.path.dirname(prefix)
     if directory:
         os.makedirs(directory, exist_ok=True)
+    finish_interrupted_write(prefix)
     data_path = _data_filename(prefix, 0, 1)
     index_path = prefix + ".index"
+    moves = [(data_path + ".tmp", data_path), (index_path + ".tmp", index_path)]
+    try:
+        entries = _write_data(moves[0][0], arrays)
+        with open(moves[1][0], "wb") as f:
+            write_table(f, entries)
+            f.flush()
+            os.fsync(f.fileno())
+        _write_journal(prefix, moves)
+    except BaseException:
+        for tmp, _ in moves:
+            _remove_quietly(tmp)
+        raise
+    finish_interrupted_write(prefix)
+    return prefix
+
+
+# An overwrite renames two files, so it is made atomic with a journal:
+#   1. both new files are written in full under ``.tmp`` names and fsynced;
+#   2. ``<prefix>.commit`` (written to a temp name, fsynced, renamed) lists the renames
+#      still to do with the size of each new file: from here on the new checkpoint is
+#      complete on disk;
+#   3. the renames run, then the journal is removed.
+# A kill before step 2 leaves the old checkpoint untouched (its ``.tmp`` files are removed
+# by the next write); a kill after it is rolled forward by the next reader or writer.
+
+
+def _write_data(path: str, arrays: dict[bytes, np.ndarray]) -> list[tuple[bytes, bytes]]:
+    """Write the tensor bytes to ``path`` (fsynced); returns the index entries describing them."""
     items = [(b"", b"\x08\x01\x1a\x02\x08\x01")]  # num_shards=1, little endian, producer=1
     offset = 0
-    with open(data_path + ".tmp", "wb") as f:
+    with open(path, "wb") as f:
         for key in sorted(arrays):
             array = arrays[key]
             raw = array.reshape(-1).view(np.uint8)
@@ -315,8 +350,84 @@ def write_tf_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> str:
             )
             items.append((key, entry))
             offset += raw.size
-    with open(index_path + ".tmp", "wb") as f:
-        write_table(f, items)
-    os.replace(data_path + ".tmp", data_path)
-    os.replace(index_path + ".tmp", index_path)
-    return prefix
+        f.flush()
+        os.fsync(f.fileno())
+    return items
+
+
+def _journal_path(prefix: str) -> str:
+    return prefix + ".commit"
+
+
+def _write_journal(prefix: str, moves: list[tuple[str, str]]) -> None:
+    """Record (atomically) that the ``.tmp`` files are complete and which renames remain."""
+    record = {os.path.basename(final): os.path.getsize(tmp) for tmp, final in moves}
+    journal = _journal_path(prefix)
+    with open(journal + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(journal + ".tmp", journal)
+    _fsync_directory(os.path.dirname(journal))
+
+
+def finish_interrupted_write(prefix: str) -> None:
+    """Roll forward a checkpoint overwrite that was killed after its new files were complete.
+
+    Does nothing when ``<prefix>.commit`` is absent. Every file it lists is either still at
+    its ``.tmp`` name or already renamed; a file of the wrong size means the checkpoint was
+    changed by something else, which is reported rather than guessed at.
+    """
+    journal = _journal_path(prefix)
+    if not os.path.exists(journal):
+        _remove_quietly(journal + ".tmp")
+        return
+    try:
+        with open(journal, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{journal}: unreadable write journal ({e})") from e
+    try:
+        _roll_forward(prefix, journal, record)
+    except OSError as e:
+        raise CheckpointError(f"{journal}: cannot finish an interrupted checkpoint write ({e}); "
+                              "open it once with write access to the folder") from e
+
+
+def _roll_forward(prefix: str, journal: str, record: dict) -> None:
+    """Finish the renames the journal lists (each file is at its ``.tmp`` name or renamed)."""
+    folder = os.path.dirname(prefix)
+    for name, size in record.items():
+        final = os.path.join(folder, name)
+        if os.path.exists(final + ".tmp"):
+            if os.path.getsize(final + ".tmp") != size:
+                raise CheckpointError(f"{final}.tmp: {os.path.getsize(final + '.tmp')} bytes, "
+                                      f"the write journal {journal} recorded {size}")
+            os.replace(final + ".tmp", final)
+        elif not os.path.exists(final) or os.path.getsize(final) != size:
+            raise CheckpointError(f"{final}: does not match the write journal {journal} "
+                                  "(the checkpoint was changed during an interrupted write)")
+    _fsync_directory(folder)
+    os.remove(journal)
+
+
+def _fsync_directory(folder: str) -> None:
+    """Make renames in ``folder`` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    """Best-effort cleanup: a leftover temp file is harmless, a second error would hide the first."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass

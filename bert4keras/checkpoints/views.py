@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from bert4keras.checkpoints.base import CheckpointReader
+from bert4keras.checkpoints.base import CheckpointError, CheckpointReader
 
 Translate = Callable[[str], "tuple[str, bool]"]
 
@@ -20,16 +20,24 @@ class GoogleNameView:
     none for BertModel); lookups try the name with and without them. ``tied``
     maps file names (without base prefix) of tied copies, such as HF's MLM
     decoder weight, to the Google name of the weight they repeat.
+
+    Every weight read is checked: one stored as integers or booleans, or one holding NaN or
+    infinity, is a ``CheckpointError`` naming it (a wrong file, or a training run that
+    diverged). ``allow_nonfinite=True`` lets NaN/inf through for the rare deliberate case:
+    ``view = transformer.checkpoint_view(path); view.allow_nonfinite = True`` and pass
+    ``view`` to ``load_weights_from_checkpoint``.
     """
 
     def __init__(self, reader: CheckpointReader, translate: Translate | None = None,
-                 base_prefixes: tuple[str, ...] = (), tied: dict[str, str] | None = None):
+                 base_prefixes: tuple[str, ...] = (), tied: dict[str, str] | None = None,
+                 allow_nonfinite: bool = False):
         self.reader = reader
         self.path = reader.path
         self.translate = translate or (lambda name: (name, False))
         self.base_prefixes = base_prefixes
         self.tied = tied or {}
         self.used: set[str] = set()
+        self.allow_nonfinite = allow_nonfinite
 
     def _bare(self, name: str) -> str:
         """``name`` without its base prefix (``bert.``), if it has one."""
@@ -67,7 +75,13 @@ class GoogleNameView:
         if found is None:
             raise KeyError(f"{self.path}: no variable {self.describe(name)}")
         self.used.add(found[0])
+        dtype = self.reader.dtype(found[0])
+        if not dtype.startswith(("float", "bfloat")):
+            raise CheckpointError(f"{self.path}: weight {self.describe(name)} is stored as {dtype}, "
+                                  "not floating point (is this the right checkpoint?)")
         value = self.reader.get(found[0])
+        if not self.allow_nonfinite:
+            _check_finite(value, self.path, self.describe(name))
         return value.T if found[1] else value
 
     def unused(self) -> list[str]:
@@ -83,3 +97,14 @@ class GoogleNameView:
         if found is None or found[0] not in self.used:
             return False
         return np.array_equal(self.reader.get(name), self.reader.get(found[0]))
+
+
+def _check_finite(value: np.ndarray, path: str, name: str) -> None:
+    """Raise naming the weight, and where its first NaN/inf is, if it holds any."""
+    if np.isfinite(value).all():
+        return
+    bad = ~np.isfinite(value)
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise CheckpointError(
+        f"{path}: weight {name} holds {int(bad.sum())} NaN/inf value(s) of {value.size} "
+        f"(first {value[where]} at {where}); pass a view with allow_nonfinite=True to load it anyway")

@@ -1,13 +1,20 @@
 """The Keras model class that ``Transformer.build`` returns.
 
-A functional ``keras.Model`` that checks host-side inputs before ``predict``,
-``evaluate`` and ``fit`` hand them to a compiled step: inside a jitted step a
-missing input or an out-of-range token id can no longer raise a readable
-error (JAX silently returns NaN rows for ids past the table, PyTorch raises a
-bare "index out of range").
+A functional ``keras.Model`` that checks host-side inputs on every entry point
+(``predict``/``evaluate``/``fit`` with arrays or Python generators, the
+``*_on_batch`` trio, ``model(x)`` with numpy arrays) before they reach a compiled
+step. Inside a jitted step nothing readable can be raised: JAX silently returns
+NaN rows for ids past a table, PyTorch raises a bare "index out of range", and on
+JAX a layer that raises while traced leaves the model unusable for every later
+call. The checks cost a min/max per id array (see docs/reliability.md).
 """
 
 from __future__ import annotations
+
+import re
+import types
+import weakref
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -17,26 +24,65 @@ from bert4keras._keras2_compat import Keras2ModelMixin
 
 @keras.saving.register_keras_serializable(package="bert4keras")
 class TransformerModel(Keras2ModelMixin, keras.Model):
-    """Functional model whose ``predict``/``evaluate``/``fit`` validate their ``x``:
-    every input is given (by position or name) and token ids fit their embedding."""
+    """Functional model whose entry points validate numpy inputs on the host: every input
+    is given, shapes agree, lengths fit the position table and ids fit their embedding."""
 
     def predict(self, x, *args, **kwargs):
-        self.check_inputs(x)
-        return super().predict(x, *args, **kwargs)
+        return super().predict(self._checked(x), *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        self.check_inputs(x)
-        return super().evaluate(x, *args, **kwargs)
+        return super().evaluate(self._checked(x), *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tuple) and validation:
+            self.check_inputs(validation[0])
+        elif validation is not None:
+            kwargs["validation_data"] = self._checked(validation, unpack=True)
+        return super().fit(self._checked(x, unpack=True), *args, **kwargs)
+
+    def predict_on_batch(self, x):
         self.check_inputs(x)
-        return super().fit(x, *args, **kwargs)
+        return super().predict_on_batch(x)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self.check_inputs(x)
+        return super().train_on_batch(x, *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        self.check_inputs(x)
+        return super().test_on_batch(x, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if args and _on_host(args[0]):
+            self.check_inputs(args[0])
+        return super().__call__(*args, **kwargs)
+
+    def _checked(self, x, unpack: bool = False):
+        """``x`` itself once its arrays pass :meth:`check_inputs`; a Python generator is
+        wrapped so that each batch is checked as it is drawn (with ``unpack``, a batch
+        is ``(x, y[, w])`` as Keras reads it; without, ``x`` or ``(x,)``)."""
+        if isinstance(x, types.GeneratorType):
+            return self._checked_batches(x, unpack)
+        self.check_inputs(x)
+        return x
+
+    def _checked_batches(self, generator, unpack: bool):
+        for batch in generator:
+            if unpack or isinstance(batch, tuple):
+                self.check_inputs(keras.utils.unpack_x_y_sample_weight(batch)[0])
+            else:
+                self.check_inputs(batch)
+            yield batch
 
     def check_inputs(self, x) -> None:
-        """Raise ``ValueError`` naming the input when ``x`` (arrays, a list or a dict of
-        arrays) lacks an input or holds token ids outside a vocabulary; other kinds
-        of data (datasets, generators) pass unchecked."""
-        names = [t.name for t in self.inputs]
+        """Raise ``ValueError`` when numpy ``x`` (an array, a list or a dict of arrays) would
+        make the model fail or silently compute garbage: a missing input, an empty batch,
+        a wrong rank, lengths that disagree or exceed the position table, or ids outside
+        their embedding. Each message names the input, the value, where it is, and the
+        allowed range. Other kinds of data (datasets, device tensors) pass unchecked."""
+        plan = _plan(self)
+        names = plan.names
         if isinstance(x, dict):
             missing = [n for n in names if n not in x]
             if missing:
@@ -50,28 +96,141 @@ class TransformerModel(Keras2ModelMixin, keras.Model):
                         if any(n.startswith("Decoder-") for n in names) else "")
                 raise ValueError(f"model {self.name!r} takes {len(names)} input(s) {names} "
                                  f"but got {len(arrays)}{hint}")
-        for (index, vocab_size, layer_name) in self.token_inputs():
-            if index < len(arrays) and isinstance(arrays[index], np.ndarray) and arrays[index].size:
-                ids = arrays[index]
-                low, high = int(ids.min()), int(ids.max())
-                if low < 0 or high >= vocab_size:
-                    bad = low if low < 0 else high
+        shapes = {i: np.shape(a) for i, a in enumerate(arrays)
+                  if i < len(names) and isinstance(a, np.ndarray)}
+        self._check_shapes(plan, shapes)
+        for index, limit, layer_name in plan.lengths:
+            if index in shapes and shapes[index][1] > limit:
+                raise ValueError(
+                    f"model {self.name!r}, input {names[index]!r} of shape {shapes[index]}: "
+                    f"{layer_name}: sequence length {shapes[index][1]} exceeds the {limit} "
+                    "positions of this model (truncate with maxlen)")
+        for index, size, layer_name, what in plan.ids:
+            if index in shapes and arrays[index].size and np.issubdtype(arrays[index].dtype, np.number):
+                _check_ids(self.name, names[index], arrays[index], size, layer_name, what)
+
+    def _check_shapes(self, plan: "_Plan", shapes: dict) -> None:
+        names = plan.names
+        for i, shape in shapes.items():
+            expected = plan.shapes[i]
+            if len(shape) != len(expected) or any(
+                    e is not None and e != d for e, d in zip(expected[1:], shape[1:])):
+                wanted = ", ".join(["batch"] + ["any" if d is None else str(d) for d in expected[1:]])
+                raise ValueError(f"model {self.name!r}: input {names[i]!r} has shape {shape}, "
+                                 f"expected ({wanted})")
+            if shape[0] == 0:
+                raise ValueError(f"model {self.name!r}: input {names[i]!r} is an empty batch "
+                                 f"(shape {shape}); pass at least one sample")
+        first = next(iter(shapes), None)
+        for i, shape in shapes.items():
+            if shape[0] != shapes[first][0]:
+                raise ValueError(f"model {self.name!r}: inputs {names[first]!r} and {names[i]!r} "
+                                 f"hold {shapes[first][0]} and {shape[0]} samples; batch sizes must agree")
+        for group in plan.same_length:
+            given = [i for i in group if i in shapes]
+            for i in given[1:]:
+                if shapes[i][1] != shapes[given[0]][1]:
                     raise ValueError(
-                        f"model {self.name!r}: input {names[index]!r} holds token id {bad}, "
-                        f"outside the vocabulary [0, {vocab_size}) of layer {layer_name!r}")
+                        f"model {self.name!r}: input {names[i]!r} has shape {shapes[i]} but "
+                        f"{names[given[0]]!r} has {shapes[given[0]]}; ids of one text must have "
+                        "the same length")
 
     def token_inputs(self) -> list[tuple[int, int, str]]:
         """(input index, vocabulary size, layer name) for each embedding fed by a model input."""
-        positions = {id(t): i for i, t in enumerate(self.inputs)}
-        found = []
-        for layer in self.layers:
-            if not isinstance(layer, keras.layers.Embedding):
+        return [(i, size, layer) for i, size, layer, what in _plan(self).ids if what == "token id"]
+
+
+@dataclass
+class _Plan:
+    """What :meth:`TransformerModel.check_inputs` checks, worked out once from the graph."""
+
+    names: list[str]
+    shapes: list[tuple]
+    ids: list[tuple[int, int, str, str]] = field(default_factory=list)  # index, table size, layer, kind
+    lengths: list[tuple[int, int, str]] = field(default_factory=list)   # index, max length, layer
+    same_length: list[list[int]] = field(default_factory=list)
+
+
+# Kept beside the model, not on it: an attribute would be tracked (and saved) by Keras.
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(model: keras.Model) -> _Plan:
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = _PLANS[model] = _make_plan(model)
+    return plan
+
+
+def _make_plan(model: keras.Model) -> _Plan:
+    """Read from the graph which inputs index which tables, and which lengths are bounded."""
+    from bert4keras.layers import PositionEmbedding
+
+    positions = {id(t): i for i, t in enumerate(model.inputs)}
+    plan = _Plan([t.name for t in model.inputs], [tuple(t.shape) for t in model.inputs])
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            tensors = list(node.input_tensors)
+            if isinstance(layer, keras.layers.Embedding) and tensors and id(tensors[0]) in positions:
+                index = positions[id(tensors[0])]
+                kind = "segment id" if "Segment" in plan.names[index] else "token id"
+                plan.ids.append((index, layer.input_dim, layer.name, kind))
+            if not isinstance(layer, PositionEmbedding) or not tensors:
                 continue
-            for node in layer._inbound_nodes:
-                for tensor in node.input_tensors[:1]:
-                    if id(tensor) in positions:
-                        found.append((positions[id(tensor)], layer.input_dim, layer.name))
-        return found
+            limit = layer.input_dim ** 2 if layer.hierarchical else layer.input_dim
+            if layer.custom_position_ids:
+                if len(tensors) > 1 and id(tensors[1]) in positions:
+                    plan.ids.append((positions[id(tensors[1])], limit, layer.name, "position id"))
+            else:
+                for i in sorted(_source_inputs(tensors[0], positions)):
+                    if len(plan.shapes[i]) >= 2:
+                        plan.lengths.append((i, limit, layer.name))
+    groups: dict[str, list[int]] = {}
+    for i, (name, shape) in enumerate(zip(plan.names, plan.shapes)):
+        match = re.match(r"(.*)Input-(Token|Segment|Position)$", name)
+        if match and len(shape) == 2:
+            groups.setdefault(match.group(1), []).append(i)
+    plan.same_length = [g for g in groups.values() if len(g) > 1]
+    return plan
+
+
+def _source_inputs(tensor, positions: dict) -> set[int]:
+    """Indices of the model inputs ``tensor`` is computed from."""
+    found, stack, seen = set(), [tensor], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if id(t) in positions:
+            found.add(positions[id(t)])
+            continue
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        operation, node_index, _ = history
+        stack.extend(operation._inbound_nodes[node_index].input_tensors)
+    return found
+
+
+def _check_ids(model: str, name: str, ids: np.ndarray, size: int, layer: str, what: str) -> None:
+    low, high = ids.min(), ids.max()
+    if low >= 0 and high < size:
+        return
+    bad = low if low < 0 else high
+    where = tuple(int(i) for i in np.argwhere(ids == bad)[0])
+    table = {"token id": "the vocabulary", "segment id": "the segment types"}.get(what, "the positions")
+    raise ValueError(f"model {model!r}: input {name!r} holds {what} {bad.item()} at {where}, "
+                     f"outside {table} [0, {size}) of layer {layer!r}")
+
+
+def _on_host(x) -> bool:
+    """Whether ``x`` is numpy data (an array, or a list/tuple/dict of arrays)."""
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(isinstance(a, np.ndarray) for a in x)
+    return isinstance(x, np.ndarray)
 
 
 def _is_array(x) -> bool:

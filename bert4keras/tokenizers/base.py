@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,10 +20,14 @@ Offsets = list[tuple[int, int]]
 
 
 def _read_lines(path: str, encoding: str, what: str) -> list[str]:
-    """All lines of a text file; a decoding error names the file, the encoding and the byte."""
+    """All lines of a text file, without a leading byte-order mark (Windows editors add one,
+    and it would glue itself to the first token); a decoding error names the file and byte."""
     try:
         with open(path, encoding=encoding) as reader:
-            return reader.readlines()
+            lines = reader.readlines()
+        if lines and lines[0].startswith("\ufeff"):
+            lines[0] = lines[0][1:]
+        return lines
     except UnicodeDecodeError as e:
         raise ValueError(
             f"{what} {path!r} is not valid {encoding} text (byte {e.start}: {e.reason})"
@@ -41,10 +46,20 @@ def load_vocab(
     `(new_token_dict, keep_tokens)`, keeping the `startswith` tokens first.
     """
     token_dict: dict[str, int] = {}
-    for line in _read_lines(dict_path, encoding, "vocab file"):
+    first_line: dict[str, int] = {}
+    blank, repeated = [], []
+    for number, line in enumerate(_read_lines(dict_path, encoding, "vocab file"), 1):
         fields = line.split()
-        # A repeated token takes the next id, exactly as bert4keras did.
-        token_dict[fields[0] if fields else line.strip()] = len(token_dict)
+        token = fields[0] if fields else line.strip()
+        if not line.strip("\r\n"):  # empty; whitespace tokens (Google's vocab has U+2028) are real
+            blank.append(number)
+        if token in first_line:
+            repeated.append(f"{number} (= line {first_line[token]})")
+        first_line.setdefault(token, number)
+        # bert4keras 0.11.5's numbering: a repeated token is renumbered, so later ids shift.
+        token_dict[token] = len(token_dict)
+    if blank or repeated:
+        _warn_vocab_lines(dict_path, blank, repeated)
     if not simplified:
         return token_dict
 
@@ -60,6 +75,42 @@ def load_vocab(
             new_token_dict[token] = len(new_token_dict)
             keep_tokens.append(index)
     return new_token_dict, keep_tokens
+
+
+def _warn_vocab_lines(path: str, blank: list[int], repeated: list[str]) -> None:
+    """Warn that ids no longer equal line numbers, which Google/HF checkpoints rely on."""
+    parts = []
+    if blank:
+        parts.append(f"blank line(s) {_first(blank)} (read as the token '')")
+    if repeated:
+        parts.append(f"repeated token(s) on line(s) {_first(repeated)}")
+    effect = ("; numbered as bert4keras 0.11.5 did, a repeated token takes the next id and every "
+              "later token one less than its line number - 1, so ids may not match a checkpoint's "
+              "embedding rows") if repeated else ""
+    warnings.warn(f"vocab file {path!r} has {' and '.join(parts)}{effect}", stacklevel=3)
+
+
+def _first(items: list, count: int = 10) -> str:
+    shown = ", ".join(str(i) for i in items[:count])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > count else "")
+
+
+def check_text(value: Any, what: str, tokens: bool = True) -> None:
+    """Raise ``TypeError`` unless ``value`` is a str (or, with ``tokens``, a list/tuple of
+    token strings). Bytes are refused rather than guessed at: decode them first."""
+    if isinstance(value, str):
+        return
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{what} is {type(value).__name__} ({bytes(value[:30])!r}); tokenizers take "
+                        "text: decode it first, e.g. data.decode('utf-8')")
+    if tokens and isinstance(value, (list, tuple)):
+        for i, token in enumerate(value):
+            if not isinstance(token, str):
+                raise TypeError(f"{what}[{i}] is {type(token).__name__} {token!r:.40}; a token list "
+                                "holds str tokens")
+        return
+    expected = "a str or a list of str tokens" if tokens else "a str"
+    raise TypeError(f"{what} must be {expected}, got {type(value).__name__} {value!r:.40}")
 
 
 def save_vocab(dict_path: str, token_dict: dict[str, int], encoding: str = "utf-8") -> None:
@@ -268,6 +319,7 @@ class TokenizerBase:
 
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of `text` with the start/end tokens; truncated (before the end token) to maxlen."""
+        check_text(text, "tokenize: text", tokens=False)
         tokens = self._content([text], tokens=True)[0][0]
         if self._token_start is not None:
             tokens.insert(0, self._token_start)
@@ -340,6 +392,9 @@ class TokenizerBase:
         On the pure path texts go through `tokenize`, so a subclass overriding it is honoured
         as in bert4keras 0.11.5.
         """
+        check_text(first_text, "encode: first_text")
+        if second_text is not None:
+            check_text(second_text, "encode: second_text")
         if self.fast and isinstance(first_text, str) and isinstance(second_text, (str, type(None))):
             seconds = None if second_text is None else [second_text]
             ids, segments = self.encode_batch([first_text], seconds, maxlen, pattern, truncate_from)
@@ -375,6 +430,14 @@ class TokenizerBase:
         """
         if isinstance(first_texts, str):
             raise TypeError("encode_batch expects a list of texts, got a single string; use encode()")
+        for name, texts in (("first_texts", first_texts), ("second_texts", second_texts)):
+            if texts is None and name == "second_texts":
+                continue
+            if not isinstance(texts, Sequence) or isinstance(texts, (str, bytes)):
+                raise TypeError(f"encode_batch: {name} must be a list of str, got {type(texts).__name__}")
+            for i, text in enumerate(texts):
+                if not isinstance(text, str):
+                    check_text(text, f"encode_batch: {name}[{i}]", tokens=False)
         if second_texts is not None and len(second_texts) != len(first_texts):
             raise ValueError(
                 f"encode_batch got {len(first_texts)} first texts but {len(second_texts)} second texts"

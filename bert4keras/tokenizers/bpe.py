@@ -135,8 +135,12 @@ class BPETokenizer(TokenizerBase):
             raise ValueError(f"{token!r} is not in the BPE vocab") from None
 
     def id_to_token(self, i: int) -> str:
-        """Byte-level token of an id."""
-        return self._decoder[i]
+        """Byte-level token of an id; an id outside the vocabulary is an error naming it."""
+        try:
+            return self._decoder[i]
+        except (KeyError, TypeError):
+            raise ValueError(f"id {i!r} is not in this BPE vocabulary "
+                             f"(ids 0 to {len(self._decoder) - 1})") from None
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ids (invalid UTF-8 from partial characters becomes U+FFFD)."""

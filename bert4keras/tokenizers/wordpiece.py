@@ -118,8 +118,12 @@ class Tokenizer(TokenizerBase):
         return f"{token!r} is not in the {self._vocab_name}, which has no {self._token_unk!r} token for it"
 
     def id_to_token(self, i: int) -> str:
-        """Token of an id."""
-        return self._token_dict_inv[i]
+        """Token of an id; an id outside the vocabulary is an error naming it."""
+        try:
+            return self._token_dict_inv[i]
+        except (KeyError, TypeError):
+            raise ValueError(f"id {i!r} is not in the {self._vocab_name} "
+                             f"(ids 0 to {len(self._token_dict_inv) - 1})") from None
 
     def decode(self, ids: Sequence[int], tokens: list[str] | None = None) -> str:
         """Readable text: drop [xxx] tokens, glue ## pieces, CJK and punctuation, bert4keras-style."""

@@ -1,0 +1,336 @@
+"""Bad inputs and interrupted writes: each test pins one entry of docs/reliability.md's catalogue."""
+
+import os
+import random
+import signal
+import time
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from bert4keras.checkpoints import CheckpointError, open_checkpoint, write_tf_checkpoint
+from bert4keras.checkpoints import tf_checkpoint
+
+# ---------------------------------------------------------------- checkpoint writes
+
+
+def _tensors(value: float, size: int = 1 << 18) -> dict:
+    """Two tensors whose content says which write they came from."""
+    return {"bert/a": np.full(size, value, "float32"), "bert/b": np.full((size // 4, 4), value, "float32")}
+
+
+def _which(prefix: str) -> float:
+    """The value a loadable checkpoint holds; fails the test if it is mixed or unreadable."""
+    with open_checkpoint(prefix) as reader:
+        values = {float(reader.get(n).flat[0]) for n in ("bert/a", "bert/b")}
+        full = {n: reader.get(n) for n in ("bert/a", "bert/b")}
+    assert len(values) == 1, f"checkpoint mixes two writes: {values}"
+    value = values.pop()
+    for name, array in full.items():
+        np.testing.assert_array_equal(array, _tensors(value)[name])
+    return value
+
+
+def _stray_files(folder) -> list:
+    return sorted(n for n in os.listdir(folder) if n.endswith((".tmp", ".commit")))
+
+
+def _kill_writer_repeatedly(tmp_path, kills: int, seed: int) -> dict:
+    """Fork a writer that overwrites one checkpoint in a loop (values 1 and 2 in turn), SIGKILL it
+    at a random moment, and check after every kill that the checkpoint is the old or the new one."""
+    prefix = str(tmp_path / "model.ckpt")
+    write_tf_checkpoint(prefix, _tensors(1.0))
+    start = time.perf_counter()
+    write_tf_checkpoint(prefix, _tensors(2.0))
+    one_write = time.perf_counter() - start
+    rng = random.Random(seed)
+    seen = {1.0: 0, 2.0: 0}
+    for _ in range(kills):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # JAX warns that fork() and its threads do not mix
+            pid = os.fork()
+        if pid == 0:  # the child only writes; it never returns into pytest
+            try:
+                value = 1.0
+                while True:
+                    write_tf_checkpoint(prefix, _tensors(value))
+                    value = 3.0 - value
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0, 3 * one_write))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        seen[_which(prefix)] += 1
+    write_tf_checkpoint(prefix, _tensors(1.0))
+    assert _which(prefix) == 1.0
+    assert _stray_files(tmp_path) == []
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_checkpoint_overwrite_survives_kills(tmp_path):
+    _kill_writer_repeatedly(tmp_path, kills=4, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_checkpoint_overwrite_survives_many_kills(tmp_path):
+    seen = _kill_writer_repeatedly(tmp_path, kills=60, seed=1)
+    assert sum(seen.values()) == 60
+
+
+def test_checkpoint_overwrite_killed_between_renames_loads_the_new_one(tmp_path, monkeypatch):
+    prefix = str(tmp_path / "m")
+    write_tf_checkpoint(prefix, _tensors(1.0, 64))
+    real_replace = os.replace
+
+    def die_before_index(src, dst):
+        if str(dst).endswith(".index"):
+            raise KeyboardInterrupt  # the process dies after the data file was renamed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die_before_index)
+    with pytest.raises(KeyboardInterrupt):
+        write_tf_checkpoint(prefix, {k: v[:64] * 0 + 2 for k, v in _tensors(2.0, 64).items()})
+    monkeypatch.setattr(os, "replace", real_replace)
+    with open_checkpoint(prefix) as reader:
+        assert float(reader.get("bert/a")[0]) == 2.0
+    assert _stray_files(tmp_path) == []
+
+
+def test_checkpoint_overwrite_that_fails_keeps_the_old_one_and_no_temp_files(tmp_path, monkeypatch):
+    prefix = str(tmp_path / "m")
+    write_tf_checkpoint(prefix, _tensors(1.0, 64))
+
+    def disk_full(f, items):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf_checkpoint, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_tf_checkpoint(prefix, _tensors(2.0, 64))
+    with open_checkpoint(prefix) as reader:
+        assert float(reader.get("bert/a")[0]) == 1.0
+    assert _stray_files(tmp_path) == []
+
+
+def test_checkpoint_journal_that_does_not_match_the_files_is_reported(tmp_path):
+    prefix = str(tmp_path / "m")
+    write_tf_checkpoint(prefix, _tensors(1.0, 64))
+    with open(prefix + ".commit", "w") as f:
+        f.write('{"m.index": 1}')
+    with pytest.raises(CheckpointError, match="does not match the write journal"):
+        open_checkpoint(prefix)
+
+
+# ---------------------------------------------------------------- model inputs
+
+from bert4keras.models import build_transformer_model  # noqa: E402
+
+_CONFIG = dict(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=16, hidden_act="gelu", max_position_embeddings=16, type_vocab_size=2)
+
+
+@pytest.fixture(scope="module")
+def bert():
+    model = build_transformer_model(**_CONFIG)
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+def _good(n: int = 2, length: int = 6):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 50, (n, length)).astype("int32"), np.zeros((n, length), "int32")]
+
+
+def _with(index: int, array) -> list:
+    x = _good()
+    x[index] = np.asarray(array, "int32")
+    return x
+
+
+_BAD = {
+    "too long": ([np.ones((2, 17), "int32"), np.zeros((2, 17), "int32")],
+                 r"'Input-Token' of shape \(2, 17\): Embedding-Position: sequence length 17 exceeds the 16 positions"),
+    "id past vocab": (_with(0, np.full((2, 6), 50)), r"'Input-Token' holds token id 50 at \(0, 0\), outside the vocabulary \[0, 50\)"),
+    "negative id": (_with(0, [[1, 2, -1, 3, 4, 5]] * 2), r"holds token id -1 at \(0, 2\), outside the vocabulary \[0, 50\)"),
+    "segment 2": (_with(1, [[0, 0, 0, 1, 1, 2]] * 2), r"'Input-Segment' holds segment id 2 at \(0, 5\), outside the segment types \[0, 2\)"),
+    "short segments": (_with(1, np.zeros((2, 5))), r"'Input-Segment' has shape \(2, 5\) but 'Input-Token' has \(2, 6\)"),
+    "batches differ": (_with(1, np.zeros((1, 6))), r"hold 2 and 1 samples"),
+    "empty batch": ([np.zeros((0, 6), "int32")] * 2, r"empty batch \(shape \(0, 6\)\)"),
+    "wrong rank": ([np.ones(6, "int32"), np.zeros(6, "int32")], r"has shape \(6,\), expected \(batch, any\)"),
+}
+
+_ENTRY_POINTS = {
+    "predict_on_batch": lambda m, x: m.predict_on_batch(x),
+    "__call__": lambda m, x: m(x),
+    "train_on_batch": lambda m, x: m.train_on_batch(x, np.zeros((len(x[0]), 6, 8))),
+    "test_on_batch": lambda m, x: m.test_on_batch(x, np.zeros((len(x[0]), 6, 8))),
+    "predict": lambda m, x: m.predict(x, verbose=0),
+    "predict generator": lambda m, x: m.predict((b for b in [(x,)]), verbose=0),
+    "fit generator": lambda m, x: m.fit((b for b in [(x, np.zeros((len(x[0]), 6, 8)))]), verbose=0),
+}
+
+
+@pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
+def test_every_entry_point_rejects_ids_past_the_vocabulary(bert, entry):
+    with pytest.raises(ValueError, match=r"holds token id 50 at \(0, 0\)"):
+        _ENTRY_POINTS[entry](bert, _BAD["id past vocab"][0])
+
+
+@pytest.mark.parametrize("case", list(_BAD))
+def test_bad_input_is_rejected_and_the_model_still_predicts_and_saves(bert, case, tmp_path):
+    x, message = _BAD[case]
+    before = bert.predict_on_batch(_good())
+    with pytest.raises(ValueError, match=message):
+        bert.predict_on_batch(x)
+    np.testing.assert_allclose(bert.predict_on_batch(_good()), before, rtol=1e-6)
+    assert len(bert.get_weights()) == len(bert.weights)
+    bert.save_weights(str(tmp_path / "w.weights.h5"))
+
+
+def test_predict_and_evaluate_on_an_empty_batch_say_so(bert):
+    empty = [np.zeros((0, 6), "int32")] * 2
+    with pytest.raises(ValueError, match=r"'Input-Token' is an empty batch \(shape \(0, 6\)\)"):
+        bert.predict(empty, verbose=0)
+    with pytest.raises(ValueError, match=r"empty batch"):
+        bert.evaluate(empty, np.zeros((0, 6, 8)), verbose=0)
+
+
+def test_position_ids_input_is_checked_against_the_table():
+    model = build_transformer_model(**_CONFIG, custom_position_ids=True)
+    x = _good() + [np.tile(np.arange(6, dtype="int32") + 11, (2, 1))]
+    with pytest.raises(ValueError, match=r"'Input-Position' holds position id 16 at \(0, 5\), outside the positions \[0, 16\)"):
+        model.predict_on_batch(x)
+    assert model.predict_on_batch(x[:2] + [x[2] - 11]).shape == (2, 6, 8)
+
+
+def test_model_save_that_fails_midway_keeps_the_old_file_and_no_temp_file(bert, tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    bert.save(str(path))
+    good = path.read_bytes()
+
+    def disk_full(model, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        bert.save(str(path))
+    assert path.read_bytes() == good
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+# ---------------------------------------------------------------- tokenizers
+
+from bert4keras.tokenizers import Tokenizer, load_vocab  # noqa: E402
+
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world"]
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
+    return Tokenizer(str(path))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"hello world", r"first_text is bytes \(b'hello world'\).*decode it first"),
+    (None, r"first_text must be a str or a list of str tokens, got NoneType None"),
+    (3, r"first_text must be a str or a list of str tokens, got int 3"),
+    (["hello", None], r"first_text\[1\] is NoneType None"),
+])
+def test_encode_refuses_what_is_not_text(tokenizer, bad, message):
+    with pytest.raises(TypeError, match=message):
+        tokenizer.encode(bad)
+
+
+def test_encode_batch_names_the_item_that_is_not_text(tokenizer):
+    with pytest.raises(TypeError, match=r"first_texts\[1\] must be a str, got NoneType None"):
+        tokenizer.encode_batch(["hello", None])
+    with pytest.raises(TypeError, match=r"second_texts\[0\] is bytes"):
+        tokenizer.encode_batch(["hello"], [b"world"])
+
+
+def test_decode_of_an_id_outside_the_vocabulary_names_it(tokenizer):
+    assert tokenizer.decode([4, 5]) == "hello world"
+    with pytest.raises(ValueError, match=r"id 99999 is not in the vocab file .*\(ids 0 to 5\)"):
+        tokenizer.decode([4, 99999])
+
+
+def test_vocab_file_with_a_byte_order_mark_keeps_pad_at_zero(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\ufeff" + "\n".join(_VOCAB) + "\n", encoding="utf-8")
+    assert load_vocab(str(path))["[PAD]"] == 0
+    assert Tokenizer(str(path)).encode("hello world")[0] == [2, 4, 5, 3]
+
+
+def test_vocab_file_with_blank_and_repeated_lines_warns_with_line_numbers(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[UNK]\n\n[CLS]\n[UNK]\nhello\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"blank line\(s\) 3 .*repeated token\(s\) on line\(s\) 5 \(= line 2\)"):
+        vocab = load_vocab(str(path))
+    assert vocab == {"[PAD]": 0, "[UNK]": 4, "": 2, "[CLS]": 3, "hello": 4}  # 0.11.5's numbering
+
+
+def test_clean_vocab_file_loads_without_warning(tmp_path, recwarn):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
+    assert load_vocab(str(path))["world"] == 5
+    assert not [w for w in recwarn if "vocab" in str(w.message)]
+
+
+# ---------------------------------------------------------------- weight loading
+
+from bert4keras.checkpoints import SafetensorsReader  # noqa: E402
+from bert4keras.checkpoints.views import GoogleNameView  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def transformer_and_checkpoint(tmp_path_factory):
+    transformer = build_transformer_model(**_CONFIG, return_keras_model=False)
+    prefix = str(tmp_path_factory.mktemp("ckpt") / "bert.ckpt")
+    transformer.save_weights_as_checkpoint(prefix)
+    with open_checkpoint(prefix) as reader:
+        tensors = {n: reader.get(n) for n in reader.names()}
+    return transformer, tensors
+
+
+def _spoiled(tmp_path, tensors, name, value) -> str:
+    return write_tf_checkpoint(str(tmp_path / "spoiled.ckpt"), {**tensors, name: value})
+
+
+def test_integer_weight_is_refused_naming_it(transformer_and_checkpoint, tmp_path):
+    transformer, tensors = transformer_and_checkpoint
+    name = "bert/encoder/layer_0/attention/self/query/kernel"
+    prefix = _spoiled(tmp_path, tensors, name, tensors[name].astype("int32"))
+    with pytest.raises(CheckpointError, match=f"weight {name} is stored as int32, not floating point"):
+        transformer.load_weights_from_checkpoint(prefix)
+
+
+def test_integer_safetensors_weight_is_refused_naming_it(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.ones((2, 2), "int32")}, str(tmp_path / "m.safetensors"))
+    view = GoogleNameView(SafetensorsReader(str(tmp_path / "m.safetensors")))
+    with pytest.raises(CheckpointError, match="weight w is stored as int32"):
+        view.get("w")
+
+
+def test_nan_weight_is_refused_unless_allowed(transformer_and_checkpoint, tmp_path):
+    transformer, tensors = transformer_and_checkpoint
+    name = "bert/embeddings/LayerNorm/gamma"
+    spoiled = tensors[name].copy()
+    spoiled[3] = np.nan
+    prefix = _spoiled(tmp_path, tensors, name, spoiled)
+    with pytest.raises(CheckpointError, match=rf"weight {name} holds 1 NaN/inf value\(s\) of 8 \(first nan at \(3,\)\)"):
+        transformer.load_weights_from_checkpoint(prefix)
+    view = transformer.checkpoint_view(prefix)
+    view.allow_nonfinite = True
+    transformer.load_weights_from_checkpoint(view)
+    index = transformer.variable_mapping()["Embedding-Norm"].index(name)
+    gamma = transformer.layers["Embedding-Norm"].trainable_weights[index]
+    assert np.isnan(keras.ops.convert_to_numpy(gamma)[3])
