@@ -8,6 +8,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from bert4keras._parallel import parallel_apply, parallel_apply_generator  # noqa: F401
+from bert4keras.generation import AutoRegressiveDecoder  # noqa: F401
 from bert4keras.tokenizers import truncate_sequences  # noqa: F401
 
 

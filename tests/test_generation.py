@@ -1,0 +1,236 @@
+"""Generation: ``AutoRegressiveDecoder`` (bert4keras 0.11.5's beam search and sampling),
+the layers' step-wise cache, and the cached engine behind ``model.generate``."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from bert4keras.generation import AutoRegressiveDecoder, LastTokenModel, softmax
+from bert4keras.models import build_transformer_model
+from bert4keras.snippets import AutoRegressiveDecoder as SnippetsDecoder
+
+np_ = keras.ops.convert_to_numpy
+V = 6  # toy vocabulary
+
+
+def toy_table(seed=0, steps=8):
+    """Next-token log-probabilities depending on (output length, last token, input id)."""
+    rng = np.random.default_rng(seed)
+    return np.log(softmax(rng.normal(size=(steps + 1, V + 1, 3, V)) * 2.0))
+
+
+class ToyDecoder(AutoRegressiveDecoder):
+    """A decoder whose ``predict`` reads a fixed table of next-token distributions."""
+
+    def __init__(self, table, rtype="probas", **kwargs):
+        super().__init__(**kwargs)
+        self.table = table
+        self.calls = []
+        wrapped = AutoRegressiveDecoder.wraps(default_rtype=rtype)(ToyDecoder._scores)
+        self.predict = wrapped.__get__(self)
+        self.rtype = rtype
+
+    def _scores(self, inputs, output_ids, states):
+        self.calls.append(output_ids.shape)
+        last = output_ids[:, -1] if output_ids.shape[1] else np.full(len(output_ids), V)
+        logp = self.table[output_ids.shape[1], last, inputs[0][:, 0]]
+        return logp if self.rtype == "logits" else np.exp(logp)
+
+
+def sequence_logp(table, x, ids, start=None):
+    prefix = [] if start is None else [start]
+    total = 0.0
+    for t, token in enumerate(ids):
+        out = prefix + list(ids[:t])
+        last = out[-1] if out else V
+        total += table[len(out), last, x, token]
+    return total
+
+
+def reference_beam(table, x, topk, maxlen, end_id=None, start=None, minlen=1, min_ends=1):
+    """Plain-Python beam search with bert4keras's stopping rule, by sorting."""
+    prefix = [] if start is None else [start]
+    beams = [(0.0, prefix)]
+    for step in range(maxlen):
+        candidates = []
+        for score, ids in beams:
+            last = ids[-1] if ids else V
+            logp = np.log(np.exp(table[len(ids), last, x]) + 1e-12)
+            candidates += [(score + logp[t], ids + [t]) for t in range(V)]
+        candidates.sort(key=lambda c: -c[0])
+        beams = candidates[:topk]
+        if len(beams[0][1]) >= minlen:
+            finished = [ids[-1] == end_id and ids.count(end_id) >= min_ends for _, ids in beams]
+            if finished[0]:
+                return beams[0][1]
+            beams = [b for b, f in zip(beams, finished) if not f]
+            topk = len(beams)
+    return beams[0][1]
+
+
+def test_snippets_reexports_the_decoder():
+    assert SnippetsDecoder is AutoRegressiveDecoder
+
+
+@pytest.mark.parametrize("rtype", ["probas", "logits"])
+def test_beam_search_is_exhaustive_when_the_beam_covers_every_candidate(rtype):
+    table = toy_table(1)
+    decoder = ToyDecoder(table, rtype, start_id=None, end_id=None, maxlen=2)
+    got = list(decoder.beam_search([[1]], topk=V))
+    best = max(itertools.product(range(V), repeat=2), key=lambda ids: sequence_logp(table, 1, ids))
+    assert got == list(best)
+
+
+@pytest.mark.parametrize("seed,topk,start,end_id,minlen,min_ends", [
+    (2, 2, None, None, 1, 1), (3, 3, 0, 2, 1, 1), (4, 2, 0, 3, 4, 1), (5, 3, None, 1, 1, 2),
+])
+def test_beam_search_equals_a_reference_beam(seed, topk, start, end_id, minlen, min_ends):
+    table = toy_table(seed)
+    for x in range(3):
+        decoder = ToyDecoder(table, start_id=start, end_id=end_id, maxlen=6, minlen=minlen)
+        got = decoder.beam_search([[x]], topk=topk, min_ends=min_ends)
+        want = reference_beam(table, x, topk, 6, end_id, start, minlen, min_ends)
+        assert list(got) == want
+
+
+def test_beam_search_stops_at_the_end_token_and_respects_minlen():
+    table = np.full((9, V + 1, 3, V), np.log(0.01))
+    table[..., 2] = np.log(0.95)  # the end token is always the most probable
+    decoder = ToyDecoder(table, start_id=None, end_id=2, maxlen=8)
+    assert list(decoder.beam_search([[0]], topk=2)) == [2]
+    decoder = ToyDecoder(table, start_id=None, end_id=2, maxlen=8, minlen=3)
+    out = list(decoder.beam_search([[0]], topk=2))
+    assert len(out) == 3 and out[-1] == 2
+    decoder = ToyDecoder(table, start_id=None, end_id=2, maxlen=8)
+    assert list(decoder.beam_search([[0]], topk=2, min_ends=3)) == [2, 2, 2]
+    decoder = ToyDecoder(table, start_id=None, end_id=2, maxlen=2)
+    assert len(decoder.beam_search([[0]], topk=2, min_ends=5)) == 2  # maxlen wins
+
+
+def test_temperature_sharpens_probas_and_logits_alike():
+    table = toy_table(6)
+    for rtype in ("probas", "logits"):
+        decoder = ToyDecoder(table, rtype, start_id=None, end_id=None, maxlen=1)
+        probas, _ = decoder.predict([np.array([[0]])], np.empty((1, 0), int), None, 0.5, "probas")
+        want = softmax(table[0, V, 0] / 0.5)
+        np.testing.assert_allclose(probas[0], want, rtol=1e-6)
+
+
+def test_random_sample_is_reproducible_under_np_random_seed():
+    table = toy_table(7)
+    decoder = ToyDecoder(table, start_id=None, end_id=1, maxlen=6)
+    np.random.seed(123)
+    first = decoder.random_sample([[2]], n=5, topk=4)
+    np.random.seed(123)
+    second = decoder.random_sample([[2]], n=5, topk=4)
+    assert [list(a) for a in first] == [list(b) for b in second]
+    assert len(first) == 5
+
+
+def sampled_frequencies(probas, n, **kwargs):
+    table = np.zeros((9, V + 1, 3, V))
+    table[0, V, 0] = np.log(probas)
+    decoder = ToyDecoder(table, start_id=None, end_id=None, maxlen=1)
+    np.random.seed(0)
+    samples = np.array(decoder.random_sample([[0]], n=n, **kwargs))[:, 0]
+    return np.bincount(samples, minlength=V) / n
+
+
+def test_random_sample_topk_and_topp_truncate_the_distribution():
+    probas = np.array([0.05, 0.4, 0.25, 0.15, 0.1, 0.05])
+    freq = sampled_frequencies(probas, 4000, topk=2)
+    assert set(np.flatnonzero(freq)) == {1, 2}
+    np.testing.assert_allclose(freq[[1, 2]], [0.4 / 0.65, 0.25 / 0.65], atol=0.03)
+    freq = sampled_frequencies(probas, 4000, topp=0.7)  # 0.4 + 0.25 < 0.7: 0.15 is in too
+    assert set(np.flatnonzero(freq)) == {1, 2, 3}
+    np.testing.assert_allclose(freq[[1, 2, 3]], np.array([0.4, 0.25, 0.15]) / 0.8, atol=0.03)
+    freq = sampled_frequencies(probas, 4000, topk=3, topp=0.6)  # renormalised: 0.5, 0.31, 0.19
+    assert set(np.flatnonzero(freq)) == {1, 2}
+    freq = sampled_frequencies(probas, 4000)
+    np.testing.assert_allclose(freq, probas, atol=0.03)
+
+
+def test_random_sample_min_ends_and_minlen():
+    table = np.full((9, V + 1, 3, V), np.log(0.5 / (V - 1)))
+    table[..., 3] = np.log(0.5)
+    np.random.seed(1)
+    decoder = ToyDecoder(table, start_id=0, end_id=3, maxlen=8, minlen=3)
+    for ids in decoder.random_sample([[0]], n=20, min_ends=2):
+        ids = list(ids)
+        assert ids[0] == 0 and len(ids) <= 9
+        if len(ids) < 9:  # finished before maxlen: ends with its second end token
+            assert ids[-1] == 3 and ids.count(3) == 2 and len(ids) >= 3
+
+
+def test_invalid_arguments_are_rejected():
+    decoder = ToyDecoder(toy_table(), start_id=None, end_id=None, maxlen=2)
+    with pytest.raises(ValueError, match="topp"):
+        decoder.random_sample([[0]], n=1, topp=1.5)
+    with pytest.raises(ValueError, match="default_rtype"):
+        AutoRegressiveDecoder.wraps("scores")
+    with pytest.raises(NotImplementedError):
+        AutoRegressiveDecoder(None, None, 2).predict([], None)
+
+
+# ------------------------------------------------------------------ a real UniLM model
+
+UNILM = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+             intermediate_size=32, max_position=64)
+
+
+class UniLMDecoder(AutoRegressiveDecoder):
+    """The autotitle example's decoder: source in segment 0, the answer in segment 1."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    @AutoRegressiveDecoder.wraps(default_rtype="probas")
+    def predict(self, inputs, output_ids, states):
+        token_ids, segment_ids = inputs
+        token_ids = np.concatenate([token_ids, output_ids], 1)
+        segment_ids = np.concatenate([segment_ids, np.ones_like(output_ids)], 1)
+        return self.last_token(self.model).predict([token_ids, segment_ids])
+
+
+@pytest.fixture(scope="module")
+def unilm_model():
+    keras.utils.set_random_seed(0)
+    return build_transformer_model(model="bert", application="unilm", with_mlm=True, **UNILM)
+
+
+def test_last_token_equals_the_full_forward_pass(unilm_model):
+    rng = np.random.default_rng(0)
+    last = LastTokenModel(unilm_model)
+    for length, batch in ((21, 3),):
+        tokens = rng.integers(1, 40, (batch, length))
+        segments = (np.arange(length) >= length // 2).astype(int)[None].repeat(batch, 0)
+        want = np_(unilm_model([tokens, segments], training=False))[:, -1]
+        np.testing.assert_allclose(last.predict([tokens, segments]), want, rtol=1e-5, atol=1e-6)
+
+
+def test_beam_search_on_a_tiny_unilm_bert(unilm_model):
+    source = [2, 11, 12, 13, 3]
+    decoder = UniLMDecoder(unilm_model, start_id=None, end_id=3, maxlen=4)
+    got = decoder.beam_search([source, [0] * len(source)], topk=3)
+    # the same search with the model run directly, unpadded, through predict
+    direct = UniLMDecoder(unilm_model, start_id=None, end_id=3, maxlen=4)
+    direct.last_token = lambda model: _PlainLastToken(model)
+    assert list(got) == list(direct.beam_search([source, [0] * len(source)], topk=3))
+    np.random.seed(3)
+    samples = decoder.random_sample([source, [0] * len(source)], n=3, topk=5)
+    np.random.seed(3)
+    assert [list(s) for s in samples] == [
+        list(s) for s in direct.random_sample([source, [0] * len(source)], n=3, topk=5)]
+
+
+class _PlainLastToken:
+    """0.11.5's ``last_token``: the whole model on the unpadded input, last position kept."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x):
+        return np_(self.model(x, training=False))[:, -1]
