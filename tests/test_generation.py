@@ -234,3 +234,128 @@ class _PlainLastToken:
 
     def predict(self, x):
         return np_(self.model(x, training=False))[:, -1]
+
+
+# ------------------------------------------------------------------ the layers' step-wise cache
+
+from bert4keras.layers import (  # noqa: E402
+    CausalMask, MultiHeadAttention, PositionEmbedding, RelativePositionEmbedding,
+    RelativePositionEmbeddingT5, SinusoidalPositionEmbedding, TalkingHeadsAttention, UniLMMask,
+)
+
+N, PREFILL = 7, 3  # sequence length = cache size; the first PREFILL tokens in one step
+
+
+def steps():
+    """(start, stop) of a prefill step and then single-token steps."""
+    return [(0, PREFILL)] + [(t, t + 1) for t in range(PREFILL, N)]
+
+
+def test_causal_mask_steps_are_rows_of_the_full_mask():
+    ids = np.ones((2, N), "int32")
+    full = np_(CausalMask()(ids))
+    for a, b in steps():
+        got = np_(CausalMask()(ids[:, a:b], q_offset=a, k_len=N))
+        np.testing.assert_array_equal(got, full[:, a:b])
+
+
+def test_unilm_mask_steps_are_rows_of_the_full_mask():
+    segments = np.array([[0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1, 1]])
+    full = np_(UniLMMask()(segments))
+    for a, b in steps():
+        got = np_(UniLMMask()(segments[:, a:b], q_offset=a, k_segment_ids=segments))
+        np.testing.assert_array_equal(got, full[:, a:b])
+    assert not full[0, 3, 4] and full[0, 0, 2]  # causal target, bidirectional source
+
+
+def test_key_padding_masks_keys_and_keeps_a_padding_query_on_itself():
+    key_mask = np.array([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]], bool)
+    causal = np_(CausalMask()(np.ones((2, N)), key_mask=key_mask))
+    want = np.tril(np.ones((N, N), bool))[None].repeat(2, 0)
+    want[0, 2:, :2] = want[0, :2, 2:] = False
+    np.testing.assert_array_equal(causal, want)
+    segments = np.array([[0, 0, 0, 0, 1, 1, 1]] * 2)
+    unilm = np_(UniLMMask()(segments[:, 4:5], q_offset=4, k_segment_ids=segments, key_mask=key_mask))
+    np.testing.assert_array_equal(unilm[:, 0], [[0, 0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0]])
+
+
+@pytest.mark.parametrize("merge_mode", ["add", "zero", "concat"])
+def test_position_embeddings_start_at_the_offset(merge_mode):
+    x = np.random.default_rng(0).normal(size=(2, N, 4)).astype("float32")
+    for layer in (PositionEmbedding(N, 4, merge_mode, embeddings_initializer="normal"),
+                  SinusoidalPositionEmbedding(4, merge_mode)):
+        full = np.broadcast_to(np_(layer(x)), (2, N, 8 if merge_mode == "concat" else 4))
+        for a, b in steps():
+            got = np.broadcast_to(np_(layer(x[:, a:b], q_offset=a)), full[:, a:b].shape)
+            np.testing.assert_allclose(got, full[:, a:b], rtol=1e-6, atol=1e-6)
+        # one offset per row (left-padded batches): row r starts at position r + 1
+        shifted = np.stack([x[0, 1:3], x[1, 2:4]])
+        got = np_(layer(shifted, q_offset=np.array([1, 2])))
+        np.testing.assert_allclose(got, np.stack([full[0, 1:3], full[1, 2:4]]), rtol=1e-6, atol=1e-6)
+
+
+def test_relative_position_embeddings_with_a_query_offset():
+    x = np.zeros((1, N, 4), "float32")
+    for layer, call in ((RelativePositionEmbedding(9, 4, embeddings_initializer="normal"), {}),
+                        (RelativePositionEmbeddingT5(8, 2, 6, bidirectional=False,
+                                                     embeddings_initializer="normal"), {})):
+        full = np_(layer([x, x]))
+        for a, b in steps():
+            got = np_(layer([x[:, a:b], x[:, a:b]], q_offset=a, k_len=N, **call))
+            np.testing.assert_allclose(got, full[a:b])
+
+
+def full_and_cached_attention(layer_cls, p_bias, talking=False, seed=0):
+    """The attention of a causal sequence in one call, and the same computed step by step
+    with a fixed-size cache (a prefill step, then one token per step)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, N, 8)).astype("float32")
+    keras.utils.set_random_seed(seed)
+    layer = layer_cls(heads=2, head_size=4, **({"num_mixtures": 3} if talking else {}))
+
+    def extras(a, b):
+        bias = CausalMask()(x[:, a:b, 0], q_offset=a, k_len=N)
+        if p_bias == "rotary":
+            return [bias, SinusoidalPositionEmbedding(4, "zero")(x[:, a:b], q_offset=a)]
+        if p_bias == "typical_relative":
+            return [bias, relative([x[:, a:b], x[:, a:b]], q_offset=a, k_len=N)]
+        if p_bias == "t5_relative":
+            return [bias, t5([x[:, a:b], x[:, a:b]], q_offset=a, k_len=N)]
+        return [bias]
+
+    relative = RelativePositionEmbedding(9, 4, embeddings_initializer="normal")
+    t5 = RelativePositionEmbeddingT5(8, 2, 6, bidirectional=False, embeddings_initializer="normal")
+    full = np_(layer([x, x, x] + extras(0, N), a_bias=True, p_bias=p_bias))
+    cache = [np.zeros((2, N, 2, 4), "float32")] * 2
+    outputs = []
+    for a, b in steps():
+        o, cache = layer([x[:, a:b]] * 3 + extras(a, b), a_bias=True, p_bias=p_bias,
+                         cache=cache, cache_index=a)
+        outputs.append(np_(o))
+    return full, np.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize("p_bias", [None, "rotary", "typical_relative", "t5_relative"])
+def test_cached_attention_equals_the_full_computation(p_bias):
+    full, cached = full_and_cached_attention(MultiHeadAttention, p_bias)
+    np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("p_bias", [None, "rotary"])
+def test_cached_talking_heads_attention_equals_the_full_computation(p_bias):
+    full, cached = full_and_cached_attention(TalkingHeadsAttention, p_bias, talking=True)
+    np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
+
+
+def test_static_cache_serves_cross_attention():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, N, 8)).astype("float32")
+    c = rng.normal(size=(2, 5, 8)).astype("float32")
+    layer = MultiHeadAttention(heads=2, head_size=4)
+    full = np_(layer([x, c, c]))
+    k = keras.ops.reshape(layer.k_dense(c), (2, 5, 2, 4))
+    v = keras.ops.reshape(layer.v_dense(c), (2, 5, 2, 4))
+    for t in range(N):
+        o, cache = layer([x[:, t:t + 1], c, c], cache=[k, v])
+        np.testing.assert_allclose(np_(o)[:, 0], full[:, t], rtol=1e-5, atol=1e-5)
+        assert cache[0] is k
