@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
+from keras import ops
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -272,3 +273,337 @@ class AutoRegressiveDecoder:
                         break
         results.extend(output_ids)
         return results
+
+
+# ------------------------------------------------------------------ the cached engine
+#
+# Prompts are left-padded to a common length P, so every row's newest token sits in
+# the same cache slot: one scalar write index serves the batch, per-row positions
+# (slot - padding) feed absolute position embeddings, and the key padding mask hides
+# the padding slots. The caches have a fixed size, so one compiled step serves every
+# step; on JAX the whole loop runs inside one ``jit`` (``ops.while_loop``).
+
+
+def filter_top_k(logits, k: int):
+    """Keep the ``k`` largest logits of each row, -inf elsewhere."""
+    kth = ops.top_k(logits, k)[0][:, -1:]
+    return ops.where(logits < kth, -np.inf, logits)
+
+
+def filter_top_p(logits, p: float):
+    """Keep the most probable tokens whose mass first reaches ``p`` (nucleus), -inf elsewhere."""
+    sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)
+    probas = ops.softmax(sorted_logits, axis=-1)
+    kept = ops.cumsum(probas, axis=-1) - probas < p  # mass of the more probable ones < p
+    cutoff = ops.min(ops.where(kept, sorted_logits, np.inf), axis=-1, keepdims=True)
+    return ops.where(logits < cutoff, -np.inf, logits)
+
+
+def sample_from_logits(logits, uniform):
+    """One token per row drawn from ``softmax(logits)`` (Gumbel-max with ``uniform`` noise)."""
+    gumbel = -ops.log(-ops.log(ops.clip(uniform, 1e-20, 1.0 - 1e-7)))
+    return ops.argmax(logits + gumbel, axis=-1)
+
+
+def beam_candidates(scores, logprobs, num_beams: int):
+    """Best ``num_beams`` continuations per prompt: (scores, source beam, token), (b, beams) each."""
+    vocab = ops.shape(logprobs)[-1]
+    total = ops.reshape(scores[:, :, None] + ops.reshape(logprobs, (-1, num_beams, vocab)),
+                        (-1, num_beams * vocab))
+    top_scores, flat = ops.top_k(total, num_beams)
+    return top_scores, flat // vocab, flat % vocab
+
+
+class GenerationEngine:
+    """Cached generation with a transformer's step model (see ``Transformer.build_cache_model``)."""
+
+    def __init__(self, transformer, max_length: int):
+        self.transformer = transformer
+        self.max_length = max_length
+        self.model = transformer.build_cache_model(max_length)
+        self.unilm = self.model.unilm
+        self.has_segments = len(transformer.inputs) > 1
+        self.vocab_size = transformer.vocab_size
+        self._compiled = {}
+
+    # -- one forward pass of the step model
+    def _forward(self, variables, tokens, index, positions, key_mask, cache_segments, caches):
+        inputs = [tokens]
+        if self.has_segments:
+            segment = 1 if self.unilm else 0
+            inputs.append(ops.full(ops.shape(tokens), segment, dtype="int32"))
+        if self.unilm:
+            inputs.append(cache_segments)
+        inputs += [ops.cast(index, "int32"), positions, key_mask] + list(caches)
+        inputs = [ops.convert_to_tensor(x) for x in inputs]
+        if variables is None:
+            outputs = self.model(inputs, training=False)
+        else:
+            outputs, _ = self.model.stateless_call(variables[0], variables[1], inputs, training=False)
+        return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:])
+
+    def _prefill(self, variables, tokens, segments, pad, cache_segments, caches):
+        inputs = [tokens] + ([segments] if self.has_segments else [])
+        if self.unilm:
+            inputs.append(cache_segments)
+        key_mask = ops.arange(self.max_length)[None, :] >= pad[:, None]
+        inputs += [ops.convert_to_tensor(0, "int32"), -pad, key_mask] + list(caches)
+        inputs = [ops.convert_to_tensor(x) for x in inputs]
+        if variables is None:
+            outputs = self.model(inputs, training=False)
+        else:
+            outputs, _ = self.model.stateless_call(variables[0], variables[1], inputs, training=False)
+        return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:]), key_mask
+
+    def _choose(self, state, options, noise):
+        """Pick step ``t``'s tokens from ``state['logits']`` and record them."""
+        t, logits, finished = state["t"], state["logits"], state["finished"]
+        end_id, beams = options["end_id"], options["num_beams"]
+        if end_id is not None and options["min_new_tokens"]:
+            blocked = ops.logical_and(t < options["min_new_tokens"],
+                                      ops.arange(self.vocab_size) == end_id)
+            logits = ops.where(blocked[None, :], -np.inf, logits)
+        logits = logits / options["temperature"]
+        fill = 0 if end_id is None else end_id
+        if beams == 1:
+            if options["sample"]:
+                if options["top_k"] is not None:
+                    logits = filter_top_k(logits, options["top_k"])
+                if options["top_p"] is not None:
+                    logits = filter_top_p(logits, options["top_p"])
+                token = sample_from_logits(logits, noise(t, ops.shape(logits)))
+            else:
+                token = ops.argmax(logits, axis=-1)
+            token = ops.where(finished, fill, ops.cast(token, "int32"))
+        else:
+            logprobs = ops.log_softmax(logits, axis=-1)
+            if end_id is not None:  # a finished beam keeps its score and repeats end_id
+                frozen = ops.where(ops.arange(self.vocab_size) == end_id, 0.0, -np.inf)
+                logprobs = ops.where(finished[:, None], frozen[None, :], logprobs)
+            scores, beam, token = beam_candidates(state["scores"], logprobs, beams)
+            rows = ops.reshape(ops.arange(ops.shape(scores)[0])[:, None] * beams + beam, (-1,))
+            state = {**state, "scores": scores,
+                     "caches": [ops.take(c, rows, axis=0) for c in state["caches"]],
+                     "out": ops.take(state["out"], rows, axis=0),
+                     "finished": ops.take(finished, rows, axis=0)}
+            token = ops.cast(ops.reshape(token, (-1,)), "int32")
+        finished = state["finished"]
+        if end_id is not None:
+            finished = ops.logical_or(finished, token == end_id)
+        out = ops.slice_update(state["out"], (0, t), token[:, None])
+        return {**state, "out": out, "finished": finished}
+
+    def _advance(self, variables, state, options, noise, prompt_length):
+        """Feed step ``t``'s tokens through the model, then choose step ``t + 1``'s."""
+        t = state["t"]
+        token = ops.take(state["out"], t, axis=1)[:, None]
+        index = prompt_length + t
+        logits, caches = self._forward(variables, token, index, index - state["pad"],
+                                       state["key_mask"], state["cache_segments"], state["caches"])
+        state = {**state, "t": t + 1, "logits": logits, "caches": caches}
+        return self._choose(state, options, noise)
+
+    def _start(self, variables, tokens, segments, pad, options, noise):
+        rows, prompt_length = ops.shape(tokens)
+        caches = [ops.zeros((rows,) + shape, dtype=self.model.outputs[1 + i].dtype)
+                  for i, shape in enumerate(self.model.cache_shapes)]
+        cache_segments = ops.cast(ops.arange(self.max_length) >= prompt_length, "int32")
+        cache_segments = ops.broadcast_to(cache_segments[None], (rows, self.max_length))
+        logits, caches, key_mask = self._prefill(variables, tokens, segments, pad,
+                                                 cache_segments, caches)
+        beams = options["num_beams"]
+        scores = ops.where(ops.arange(beams) == 0, 0.0, -np.inf)
+        scores = ops.cast(scores, "float32")
+        state = {"t": ops.convert_to_tensor(0, "int32"), "logits": logits, "caches": caches,
+                 "out": ops.zeros((rows, options["max_new_tokens"]), "int32"),
+                 "finished": ops.zeros((rows,), "bool"), "pad": pad, "key_mask": key_mask,
+                 "cache_segments": cache_segments,
+                 "scores": ops.broadcast_to(scores[None], (rows // beams, beams))}
+        return self._choose(state, options, noise)
+
+    def run(self, tokens, segments, pad, options, seed, stream=False):
+        """Generate for left-padded prompts (rows already repeated per beam); returns the
+        (rows, max_new_tokens) new ids, or, with ``stream``, yields each step's ids."""
+        prompt_length = tokens.shape[1]
+        if keras.backend.backend() == "jax":
+            return self._run_jax(tokens, segments, pad, options, seed, stream, prompt_length)
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        noise = lambda t, shape: ops.convert_to_tensor(torch.rand(tuple(shape), generator=generator))
+
+        def steps():
+            with torch.no_grad():
+                state = self._start(None, *map(ops.convert_to_tensor, (tokens, segments, pad)),
+                                    options, noise)
+                yield state
+                while int(state["t"]) + 1 < options["max_new_tokens"] \
+                        and not bool(ops.all(state["finished"])):
+                    state = self._advance(None, state, options, noise, prompt_length)
+                    yield state
+
+        if stream:
+            return (np.asarray(ops.convert_to_numpy(ops.take(s["out"], s["t"], axis=1)))
+                    for s in steps())
+        for state in steps():
+            pass
+        return ops.convert_to_numpy(state["out"])
+
+    def _run_jax(self, tokens, segments, pad, options, seed, stream, prompt_length):
+        import jax
+
+        key = jax.random.PRNGKey(seed)
+        variables = ([v.value for v in self.model.trainable_variables],
+                     [v.value for v in self.model.non_trainable_variables])
+        static = tuple(sorted(options.items()))
+        noise = lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
+        cond = lambda state: jax.numpy.logical_and(state["t"] + 1 < options["max_new_tokens"],
+                                                   ~jax.numpy.all(state["finished"]))
+        if not stream:
+            if ("loop", static) not in self._compiled:
+                def loop(variables, key, tokens, segments, pad):
+                    noise = lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
+                    state = self._start(variables, tokens, segments, pad, options, noise)
+                    body = lambda s: self._advance(variables, s, options, noise, prompt_length)
+                    return jax.lax.while_loop(cond, body, state)["out"]
+
+                self._compiled[("loop", static)] = jax.jit(loop)
+            return np.asarray(self._compiled[("loop", static)](variables, key, tokens, segments, pad))
+
+        def generator():
+            start = jax.jit(lambda v, k, x, s, p: self._start(v, x, s, p, options, noise))
+            advance = jax.jit(lambda v, s: self._advance(v, s, options, noise, prompt_length))
+            state = start(variables, key, tokens, segments, pad)
+            yield np.asarray(state["out"][:, int(state["t"])])
+            while bool(cond(state)):
+                state = advance(variables, state)
+                yield np.asarray(state["out"][:, int(state["t"])])
+
+        return generator()
+
+
+def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num_beams: int = 1,
+             top_k: int | None = None, top_p: float | None = None, temperature: float = 1.0,
+             end_id: int | None = None, min_new_tokens: int = 0, seed: int | None = None,
+             stream: bool = False):
+    """New token ids for each prompt of ``inputs`` (lists of ids, any lengths), with a cache.
+
+    Greedy by default; ``top_k``/``top_p``/``temperature`` sample (seeded by ``seed``);
+    ``num_beams > 1`` runs beam search (scores are summed log-probabilities, no length
+    penalty; finished beams keep their score). Generation stops at ``end_id`` (kept in
+    the output) or after ``max_new_tokens``. With ``stream=True`` yields, per step, a
+    list with each prompt's new id (None once a prompt has finished).
+    """
+    transformer = getattr(model, "transformer", None)
+    if transformer is None:
+        raise ValueError(f"model {getattr(model, 'name', model)!r} has no Transformer behind it: "
+                         "build it with build_transformer_model to use generate()")
+    prompts = [list(map(int, p)) for p in inputs]
+    vocab = transformer.vocab_size
+    if not prompts:
+        raise ValueError("generate: no prompts given")
+    if max_new_tokens < 1:
+        raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
+    if num_beams < 1:
+        raise ValueError(f"generate: num_beams must be >= 1, got {num_beams}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and not 1 <= top_k <= vocab:
+        raise ValueError(f"generate: top_k must be in [1, {vocab}] (the vocabulary size), got {top_k}")
+    if end_id is not None and not 0 <= end_id < vocab:
+        raise ValueError(f"generate: end_id {end_id} is outside the vocabulary [0, {vocab})")
+    if temperature <= 0:
+        raise ValueError(f"generate: temperature must be > 0, got {temperature}")
+    sample = top_k is not None or top_p is not None or seed is not None
+    if num_beams > 1 and (sample or stream):
+        raise ValueError("generate: beam search (num_beams > 1) neither samples nor streams")
+    for i, p in enumerate(prompts):
+        if not p:
+            raise ValueError(f"generate: prompt {i} is empty and this model has no start id")
+        bad = [t for t in p if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"generate: prompt {i} holds token id {bad[0]}, outside the "
+                             f"vocabulary [0, {vocab})")
+    longest = max(map(len, prompts))
+    table = _position_table_size(transformer)
+    if table is not None and longest + max_new_tokens > table:
+        raise ValueError(f"generate: the longest prompt ({longest} tokens) + max_new_tokens "
+                         f"({max_new_tokens}) = {longest + max_new_tokens} exceeds the "
+                         f"{table} positions of this model")
+    length = _bucket(longest)
+    tokens = np.zeros((len(prompts), length), "int32")
+    for i, p in enumerate(prompts):
+        tokens[i, length - len(p):] = p
+    pad = (length - np.array([len(p) for p in prompts])).astype("int32")
+    tokens, pad = np.repeat(tokens, num_beams, axis=0), np.repeat(pad, num_beams, axis=0)
+    engines = transformer.__dict__.setdefault("generation_engines", {})
+    max_length = length + max_new_tokens
+    if max_length not in engines:
+        engines[max_length] = GenerationEngine(transformer, max_length)
+    options = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "sample": sample,
+               "top_k": top_k, "top_p": top_p, "temperature": float(temperature),
+               "end_id": end_id, "min_new_tokens": min_new_tokens}
+    seed = 0 if seed is None else seed
+    result = engines[max_length].run(tokens, np.zeros_like(tokens), pad, options, seed, stream)
+    if stream:
+        return _stream_ids(result, end_id)
+    return [_until_end(row, end_id) for row in result[::num_beams]]
+
+
+def _until_end(row, end_id) -> list[int]:
+    row = [int(t) for t in row]
+    return row[:row.index(end_id) + 1] if end_id in row else row
+
+
+def _stream_ids(steps, end_id):
+    finished = None
+    for ids in steps:
+        ids = [int(t) for t in ids]
+        if finished is None:
+            finished = [False] * len(ids)
+        yield [None if done else t for t, done in zip(ids, finished)]
+        finished = [done or t == end_id for t, done in zip(ids, finished)]
+
+
+def _position_table_size(transformer) -> int | None:
+    layer = transformer.layers.get(transformer.prefixed("Embedding-Position"))
+    if layer is None or getattr(layer, "hierarchical", None) or not hasattr(layer, "input_dim"):
+        return None
+    return layer.input_dim
+
+
+def stream_text(stream, tokenizer):
+    """Turn ``generate(..., stream=True)`` into text pieces per prompt: a piece is released once
+    the next token shows it complete (no half of a multi-byte character, no WordPiece word
+    cut before its ``##`` continuation); the rest comes at the end."""
+    ids, shown = None, None
+    for step in stream:
+        if ids is None:
+            ids, shown = [[] for _ in step], ["" for _ in step]
+        pieces = []
+        for i, token in enumerate(step):
+            if token is not None:
+                ids[i].append(token)
+            start = _last_word_start(ids[i], tokenizer)
+            pieces.append(_release(tokenizer.decode(ids[i][:start]) if start else "", shown, i))
+        yield pieces
+    if ids is not None:
+        yield [_release(tokenizer.decode(x), shown, i) for i, x in enumerate(ids)]
+
+
+def _last_word_start(ids: list, tokenizer) -> int:
+    """Index of the token starting the last (maybe unfinished) word: WordPiece ``##``
+    pieces continue a word; without ``id_to_token`` every token may start one."""
+    to_token = getattr(tokenizer, "id_to_token", None)
+    start = len(ids) - 1
+    while to_token is not None and start > 0 and str(to_token(ids[start])).startswith("##"):
+        start -= 1
+    return max(start, 0)
+
+
+def _release(text: str, shown: list, i: int) -> str:
+    text = text.rstrip("\ufffd")
+    if not text.startswith(shown[i]):
+        return ""
+    piece, shown[i] = text[len(shown[i]):], text
+    return piece

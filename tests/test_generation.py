@@ -359,3 +359,143 @@ def test_static_cache_serves_cross_attention():
         o, cache = layer([x[:, t:t + 1], c, c], cache=[k, v])
         np.testing.assert_allclose(np_(o)[:, 0], full[:, t], rtol=1e-5, atol=1e-5)
         assert cache[0] is k
+
+
+# ------------------------------------------------------------------ the cached engine
+
+from bert4keras.generation import GenerationEngine, stream_text  # noqa: E402
+
+TINY = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=32, max_position=32)
+DECODERS = [("gpt", "lm"), ("gpt2", "lm"), ("gpt2_ml", "lm")] + [
+    (name, application) for name in ("bert", "albert", "nezha", "roformer", "roformer_v2")
+    for application in ("lm", "unilm")]
+
+
+def build_decoder(name, application):
+    keras.utils.set_random_seed(0)
+    kwargs = dict(TINY, initializer_range=0.2) if name.startswith("gpt") else dict(TINY)
+    if name.startswith("gpt"):
+        return build_transformer_model(model=name, final_activation="linear",
+                                       return_keras_model=False, **TINY)
+    return build_transformer_model(model=name, application=application, with_mlm="linear",
+                                   return_keras_model=False, **kwargs)
+
+
+def full_logits(transformer, ids, source_length, unilm):
+    """The whole model on one unpadded sequence (the source is segment 0)."""
+    ids = np.array([ids])
+    inputs = [ids]
+    if len(transformer.inputs) > 1:
+        segments = (np.arange(ids.shape[1]) >= source_length).astype("int32")[None]
+        inputs.append(segments if unilm else np.zeros_like(ids))
+    return np_(transformer.model(inputs, training=False))[0]
+
+
+@pytest.mark.parametrize("name,application", DECODERS)
+def test_cached_steps_equal_the_full_forward_pass(name, application):
+    """Left-padded prompts of different lengths in one batch: the prefill's last logits and
+    every step's logits equal the full model's on each unpadded sequence."""
+    transformer = build_decoder(name, application)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    continuation = [[14, 15, 16], [17, 18, 19]]
+    length, max_length = 6, 9
+    engine = GenerationEngine(transformer, max_length)
+    tokens = np.zeros((2, length), "int32")
+    for i, p in enumerate(prompts):
+        tokens[i, length - len(p):] = p
+    pad = np.array([0, 3], "int32")
+    logits, caches, key_mask = engine._prefill(
+        None, tokens, np.zeros_like(tokens), pad,
+        (np.arange(max_length)[None] >= length).astype("int32").repeat(2, 0),
+        [np.zeros((2,) + s, "float32") for s in engine.model.cache_shapes])
+    got = [np_(logits)]
+    for t in range(3):
+        step = np.array([[c[t]] for c in continuation], "int32")
+        logits, caches = engine._forward(
+            None, step, length + t, length + t - pad, key_mask,
+            (np.arange(max_length)[None] >= length).astype("int32").repeat(2, 0),
+            [np_(c) for c in caches])
+        got.append(np_(logits))
+    unilm = application == "unilm"
+    for i, p in enumerate(prompts):
+        full = full_logits(transformer, p + continuation[i], len(p), unilm)
+        want = full[len(p) - 1:len(p) + 3]
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(np.stack([g[i] for g in got]), want, atol=1e-5 * scale)
+
+
+def greedy_reference(transformer, prompt, steps, unilm):
+    ids = list(prompt)
+    for _ in range(steps):
+        ids.append(int(full_logits(transformer, ids, len(prompt), unilm)[-1].argmax()))
+    return ids[len(prompt):]
+
+
+@pytest.mark.parametrize("name,application", [("gpt2", "lm"), ("roformer", "unilm")])
+def test_generate_greedy_equals_the_uncached_loop(name, application):
+    transformer = build_decoder(name, application)
+    prompts = [[5, 6, 7, 8, 9], [3, 4], [10, 11, 12, 13, 14, 15, 16]]
+    got = transformer.model.generate(prompts, 5)
+    assert got == [greedy_reference(transformer, p, 5, application == "unilm") for p in prompts]
+    # sampling is reproducible under a seed, and top_k=1 is greedy
+    assert transformer.model.generate(prompts, 5, top_k=1, seed=3) == got
+    a = transformer.model.generate(prompts, 5, top_k=8, seed=7)
+    assert a == transformer.model.generate(prompts, 5, top_k=8, seed=7)
+    # streaming gives the same ids, step by step; an end id stops a prompt
+    steps = list(transformer.model.generate(prompts, 5, stream=True))
+    assert [list(s) for s in zip(*steps)] == got
+    end = got[0][1]
+    ended = transformer.model.generate(prompts, 5, end_id=end)
+    assert ended[0] == got[0][:got[0].index(end) + 1]
+
+
+def test_unilm_engine_equals_the_uncached_decoder(unilm_model):
+    transformer = unilm_model.transformer
+    source = [2, 11, 12, 13, 3]
+    for topk in (1, 4):
+        decoder = UniLMDecoder(unilm_model, start_id=None, end_id=None, maxlen=5)
+        want = list(decoder.beam_search([source, [0] * len(source)], topk=topk))
+        assert transformer.model.generate([source], 5, num_beams=topk) == [want]
+
+
+def test_generate_rejects_bad_input_with_the_numbers():
+    model = build_decoder("gpt2", "lm").model
+    with pytest.raises(ValueError, match="30.*5.*35.*32"):
+        model.generate([[1] * 30], 5)
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        model.generate([[1], []], 2)
+    with pytest.raises(ValueError, match="num_beams must be >= 1, got 0"):
+        model.generate([[1]], 2, num_beams=0)
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\], got 1.5"):
+        model.generate([[1]], 2, top_p=1.5)
+    with pytest.raises(ValueError, match=r"top_k must be in \[1, 40\].*got 41"):
+        model.generate([[1]], 2, top_k=41)
+    with pytest.raises(ValueError, match="end_id 40 is outside"):
+        model.generate([[1]], 2, end_id=40)
+    encoder = build_transformer_model(model="bert", **TINY)
+    with pytest.raises(ValueError, match="not a decoder"):
+        encoder.generate([[1, 2]], 2)
+
+
+class _WordPieces:
+    vocab = ["[PAD]", "un", "##able", "cat", "##s", "好", "a"]
+
+    def id_to_token(self, i):
+        return self.vocab[i]
+
+    def decode(self, ids):
+        text = ""
+        for t in ids:
+            piece = self.vocab[t]
+            text += piece[2:] if piece.startswith("##") else (" " if text else "") + piece
+        return text
+
+
+def test_stream_text_never_cuts_a_word():
+    stream = [[1], [2], [3], [4], [None]]
+    pieces = [p[0] for p in stream_text(iter(stream), _WordPieces())]
+    assert "".join(pieces) == "unable cats"
+    assert pieces == ["", "", "unable", "", "", " cats"]  # whole words only
+    stream = [[5], [5], [6], [None]]
+    assert [p[0] for p in stream_text(iter(stream), _WordPieces())] == ["", "好", " 好", "", " a"]
