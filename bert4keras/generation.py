@@ -220,6 +220,31 @@ class AutoRegressiveDecoder:
                     topk = unfinished.sum()
         return output_ids[output_scores.argmax()]
 
+    def cached_beam_search(self, model, token_ids: Sequence[int], topk: int = 1) -> np.ndarray:
+        """``beam_search`` through ``model.generate``'s cached engine (``model`` from
+        ``build_transformer_model`` with ``application='lm'``/``'unilm'``, or a GPT): the
+        prompt is ``token_ids`` (UniLM: the source, segment 0), then ``start_id`` if set.
+        Differs from ``beam_search`` only in that finished beams stay in the beam."""
+        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
+        return np.array(model.generate([prompt], self.maxlen, num_beams=topk, end_id=self.end_id,
+                                       min_new_tokens=self._min_new_tokens())[0])
+
+    def _min_new_tokens(self) -> int:
+        """``minlen`` counts the output with its start token; the end token may come once
+        the output is that long (the engine blocks it before, rather than ignoring it)."""
+        return max(self.minlen - 1 - (self.start_id is not None), 0)
+
+    def cached_random_sample(self, model, token_ids: Sequence[int], n: int, topk: int | None = None,
+                             topp: float | None = None, temperature: float = 1,
+                             seed: int = 0) -> list[np.ndarray]:
+        """``random_sample`` through ``model.generate``'s cached engine (its own seeded RNG,
+        not ``np.random``): ``n`` samples of the prompt, as in :meth:`cached_beam_search`."""
+        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
+        outputs = model.generate([prompt] * n, self.maxlen, top_k=topk, top_p=topp,
+                                 temperature=temperature, end_id=self.end_id,
+                                 min_new_tokens=self._min_new_tokens(), seed=seed)
+        return [np.array(ids) for ids in outputs]
+
     def random_sample(self, inputs: Sequence, n: int, topk: int | None = None,
                       topp: float | None = None, states=None, temperature: float = 1,
                       min_ends: int = 1) -> list[np.ndarray]:

@@ -499,3 +499,42 @@ def test_stream_text_never_cuts_a_word():
     assert pieces == ["", "", "unable", "", "", " cats"]  # whole words only
     stream = [[5], [5], [6], [None]]
     assert [p[0] for p in stream_text(iter(stream), _WordPieces())] == ["", "好", " 好", "", " a"]
+
+
+def test_cached_decoder_methods_delegate_to_the_engine(unilm_model):
+    source = [2, 11, 12, 13, 3]
+    decoder = UniLMDecoder(unilm_model, start_id=None, end_id=None, maxlen=4)
+    want = decoder.beam_search([source, [0] * len(source)], topk=2)
+    np.testing.assert_array_equal(decoder.cached_beam_search(unilm_model, source, topk=2), want)
+    samples = decoder.cached_random_sample(unilm_model, source, n=3, topk=4, seed=5)
+    assert len(samples) == 3 and all(len(s) == 4 for s in samples)
+
+
+@pytest.fixture(scope="module")
+def hf_gpt2(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                     initializer_range=0.2, bos_token_id=None, eos_token_id=None)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    path = tmp_path_factory.mktemp("gpt2")
+    hf.save_pretrained(path)
+    ours = build_transformer_model(str(path / "config.json"), str(path), model="gpt2",
+                                   final_activation="linear")
+    return hf, ours
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_generate_equals_hf_generate_on_gpt2(hf_gpt2, num_beams):
+    import torch
+
+    hf, ours = hf_gpt2
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [3, 4, 30]]
+    got = ours.generate(prompts, 8, num_beams=num_beams)
+    for prompt, ids in zip(prompts, got):
+        with torch.no_grad():
+            want = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt)),
+                               max_new_tokens=8, min_new_tokens=8, do_sample=False,
+                               num_beams=num_beams, length_penalty=0.0, pad_token_id=0)
+        assert ids == want[0, len(prompt):].tolist()
