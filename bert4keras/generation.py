@@ -368,6 +368,7 @@ class GenerationEngine:
         return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:])
 
     def _prefill(self, variables, tokens, segments, pad, cache_segments, caches):
+        pad = ops.convert_to_tensor(pad, "int32")
         inputs = [tokens] + ([segments] if self.has_segments else [])
         if self.unilm:
             inputs.append(cache_segments)
