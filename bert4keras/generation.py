@@ -346,40 +346,62 @@ class GenerationEngine:
         self.transformer = transformer
         self.max_length = max_length
         self.model = transformer.build_cache_model(max_length)
+        self.encoder = getattr(transformer, "encoder", None)  # T5: run once per prompt batch
         self.unilm = self.model.unilm
-        self.has_segments = len(transformer.inputs) > 1
         self.vocab_size = transformer.vocab_size
         self._compiled = {}
 
-    # -- one forward pass of the step model
-    def _forward(self, variables, tokens, index, positions, key_mask, cache_segments, caches):
-        inputs = [tokens]
-        if self.has_segments:
-            segment = 1 if self.unilm else 0
-            inputs.append(ops.full(ops.shape(tokens), segment, dtype="int32"))
-        if self.unilm:
-            inputs.append(cache_segments)
-        inputs += [ops.cast(index, "int32"), positions, key_mask] + list(caches)
+    def variables(self) -> list:
+        """Current weight values of the step model (and encoder), for ``stateless_call``."""
+        models = [self.model] + ([self.encoder] if self.encoder is not None else [])
+        return [([v.value for v in m.trainable_variables],
+                 [v.value for v in m.non_trainable_variables]) for m in models]
+
+    @staticmethod
+    def _call(model, variables, inputs):
         inputs = [ops.convert_to_tensor(x) for x in inputs]
         if variables is None:
-            outputs = self.model(inputs, training=False)
-        else:
-            outputs, _ = self.model.stateless_call(variables[0], variables[1], inputs, training=False)
+            return model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        outputs, _ = model.stateless_call(variables[0], variables[1],
+                                          inputs if len(inputs) > 1 else inputs[0], training=False)
+        return outputs
+
+    def _step(self, variables, feed: dict, caches):
+        """One pass of the step model; ``feed`` holds its inputs by kind. Returns the last
+        position's logits and the updated caches."""
+        inputs = [feed[kind] for kind in self.model.input_kinds] + list(caches)
+        outputs = self._call(self.model, None if variables is None else variables[0], inputs)
         return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:])
 
-    def _prefill(self, variables, tokens, segments, pad, cache_segments, caches):
-        pad = ops.convert_to_tensor(pad, "int32")
-        inputs = [tokens] + ([segments] if self.has_segments else [])
-        if self.unilm:
-            inputs.append(cache_segments)
-        key_mask = ops.arange(self.max_length)[None, :] >= pad[:, None]
-        inputs += [ops.convert_to_tensor(0, "int32"), -pad, key_mask] + list(caches)
-        inputs = [ops.convert_to_tensor(x) for x in inputs]
-        if variables is None:
-            outputs = self.model(inputs, training=False)
-        else:
-            outputs, _ = self.model.stateless_call(variables[0], variables[1], inputs, training=False)
-        return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:]), key_mask
+    def _constants(self, variables, tokens, pad):
+        """The inputs that stay fixed over the steps: key mask, UniLM cache segments, and
+        for T5 the encoder output and its padding mask."""
+        rows = ops.shape(tokens)[0]
+        if self.encoder is not None:
+            valid = ops.not_equal(tokens, 0)
+            valid = ops.concatenate([ops.ones_like(valid[:, :1]), valid[:, 1:]], axis=1)
+            context = self._call(self.encoder, None if variables is None else variables[1], [tokens])
+            return {"context": context, "context_mask": valid[:, None, :], "pad": pad,
+                    "key_mask": ops.ones((rows, self.max_length), "bool")}
+        prompt_length = ops.shape(tokens)[1]
+        segments = ops.cast(ops.arange(self.max_length) >= prompt_length, "int32")
+        return {"key_mask": ops.arange(self.max_length)[None, :] >= pad[:, None], "pad": pad,
+                "cache_segments": ops.broadcast_to(segments[None], (rows, self.max_length))}
+
+    def _next(self, variables, constants: dict, token, index, caches):
+        """Run one new token per row, written at cache slot ``index``."""
+        feed = {**constants, "tokens": token, "index": index,
+                "segments": ops.full(ops.shape(token), 1 if self.unilm else 0, dtype="int32"),
+                "positions": index - constants["pad"]}
+        return self._step(variables, feed, caches)
+
+    def _prefill(self, variables, tokens, constants, caches):
+        """Run the prompt (T5: the start token) through the step model at index 0."""
+        if self.encoder is not None:
+            tokens = ops.zeros((ops.shape(tokens)[0], 1), "int32")  # T5's start id
+        feed = {**constants, "tokens": tokens, "segments": ops.zeros_like(tokens),
+                "index": ops.convert_to_tensor(0, "int32"), "positions": -constants["pad"]}
+        return self._step(variables, feed, caches)
 
     def _choose(self, state, options, noise):
         """Pick step ``t``'s tokens from ``state['logits']`` and record them."""
@@ -423,36 +445,31 @@ class GenerationEngine:
         """Feed step ``t``'s tokens through the model, then choose step ``t + 1``'s."""
         t = state["t"]
         token = ops.take(state["out"], t, axis=1)[:, None]
-        index = prompt_length + t
-        logits, caches = self._forward(variables, token, index, index - state["pad"],
-                                       state["key_mask"], state["cache_segments"], state["caches"])
+        logits, caches = self._next(variables, state["constants"], token, prompt_length + t,
+                                    state["caches"])
         state = {**state, "t": t + 1, "logits": logits, "caches": caches}
         return self._choose(state, options, noise)
 
-    def _start(self, variables, tokens, segments, pad, options, noise):
-        rows, prompt_length = ops.shape(tokens)
+    def _start(self, variables, tokens, pad, options, noise):
+        rows = ops.shape(tokens)[0]
         caches = [ops.zeros((rows,) + shape, dtype=self.model.outputs[1 + i].dtype)
                   for i, shape in enumerate(self.model.cache_shapes)]
-        cache_segments = ops.cast(ops.arange(self.max_length) >= prompt_length, "int32")
-        cache_segments = ops.broadcast_to(cache_segments[None], (rows, self.max_length))
-        logits, caches, key_mask = self._prefill(variables, tokens, segments, pad,
-                                                 cache_segments, caches)
+        constants = self._constants(variables, tokens, ops.convert_to_tensor(pad, "int32"))
+        logits, caches = self._prefill(variables, tokens, constants, caches)
         beams = options["num_beams"]
-        scores = ops.where(ops.arange(beams) == 0, 0.0, -np.inf)
-        scores = ops.cast(scores, "float32")
+        scores = ops.cast(ops.where(ops.arange(beams) == 0, 0.0, -np.inf), "float32")
         state = {"t": ops.convert_to_tensor(0, "int32"), "logits": logits, "caches": caches,
                  "out": ops.zeros((rows, options["max_new_tokens"]), "int32"),
-                 "finished": ops.zeros((rows,), "bool"), "pad": pad, "key_mask": key_mask,
-                 "cache_segments": cache_segments,
+                 "finished": ops.zeros((rows,), "bool"), "constants": constants,
                  "scores": ops.broadcast_to(scores[None], (rows // beams, beams))}
         return self._choose(state, options, noise)
 
-    def run(self, tokens, segments, pad, options, seed, stream=False):
-        """Generate for left-padded prompts (rows already repeated per beam); returns the
+    def run(self, tokens, pad, options, seed, stream=False):
+        """Generate for padded prompts (rows already repeated per beam); returns the
         (rows, max_new_tokens) new ids, or, with ``stream``, yields each step's ids."""
-        prompt_length = tokens.shape[1]
+        prompt_length = 1 if self.encoder is not None else tokens.shape[1]
         if keras.backend.backend() == "jax":
-            return self._run_jax(tokens, segments, pad, options, seed, stream, prompt_length)
+            return self._run_jax(tokens, pad, options, seed, stream, prompt_length)
         import torch
 
         generator = torch.Generator().manual_seed(seed)
@@ -460,8 +477,7 @@ class GenerationEngine:
 
         def steps():
             with torch.no_grad():
-                state = self._start(None, *map(ops.convert_to_tensor, (tokens, segments, pad)),
-                                    options, noise)
+                state = self._start(None, ops.convert_to_tensor(tokens), pad, options, noise)
                 yield state
                 while int(state["t"]) + 1 < options["max_new_tokens"] \
                         and not bool(ops.all(state["finished"])):
@@ -475,31 +491,34 @@ class GenerationEngine:
             pass
         return ops.convert_to_numpy(state["out"])
 
-    def _run_jax(self, tokens, segments, pad, options, seed, stream, prompt_length):
+    def _run_jax(self, tokens, pad, options, seed, stream, prompt_length):
         import jax
 
         key = jax.random.PRNGKey(seed)
-        variables = ([v.value for v in self.model.trainable_variables],
-                     [v.value for v in self.model.non_trainable_variables])
+        variables = self.variables()
         static = tuple(sorted(options.items()))
-        noise = lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
         cond = lambda state: jax.numpy.logical_and(state["t"] + 1 < options["max_new_tokens"],
                                                    ~jax.numpy.all(state["finished"]))
+
+        def noise_from(key):
+            return lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
+
         if not stream:
-            if ("loop", static) not in self._compiled:
-                def loop(variables, key, tokens, segments, pad):
-                    noise = lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
-                    state = self._start(variables, tokens, segments, pad, options, noise)
+            if static not in self._compiled:
+                def loop(variables, key, tokens, pad):
+                    noise = noise_from(key)
+                    state = self._start(variables, tokens, pad, options, noise)
                     body = lambda s: self._advance(variables, s, options, noise, prompt_length)
                     return jax.lax.while_loop(cond, body, state)["out"]
 
-                self._compiled[("loop", static)] = jax.jit(loop)
-            return np.asarray(self._compiled[("loop", static)](variables, key, tokens, segments, pad))
+                self._compiled[static] = jax.jit(loop)
+            return np.asarray(self._compiled[static](variables, key, tokens, pad))
 
         def generator():
-            start = jax.jit(lambda v, k, x, s, p: self._start(v, x, s, p, options, noise))
+            noise = noise_from(key)
+            start = jax.jit(lambda v, x, p: self._start(v, x, p, options, noise))
             advance = jax.jit(lambda v, s: self._advance(v, s, options, noise, prompt_length))
-            state = start(variables, key, tokens, segments, pad)
+            state = start(variables, tokens, pad)
             yield np.asarray(state["out"][:, int(state["t"])])
             while bool(cond(state)):
                 state = advance(variables, state)
@@ -557,20 +576,23 @@ def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num
                          f"({max_new_tokens}) = {longest + max_new_tokens} exceeds the "
                          f"{table} positions of this model")
     length = _bucket(longest)
+    encoder_decoder = getattr(transformer, "encoder", None) is not None
     tokens = np.zeros((len(prompts), length), "int32")
-    for i, p in enumerate(prompts):
-        tokens[i, length - len(p):] = p
+    for i, p in enumerate(prompts):  # the encoder's input is right-padded, a decoder's left-padded
+        tokens[i, slice(0, len(p)) if encoder_decoder else slice(length - len(p), None)] = p
     pad = (length - np.array([len(p) for p in prompts])).astype("int32")
+    if encoder_decoder:
+        pad = np.zeros_like(pad)
     tokens, pad = np.repeat(tokens, num_beams, axis=0), np.repeat(pad, num_beams, axis=0)
     engines = transformer.__dict__.setdefault("generation_engines", {})
-    max_length = length + max_new_tokens
+    max_length = max_new_tokens if encoder_decoder else length + max_new_tokens
     if max_length not in engines:
         engines[max_length] = GenerationEngine(transformer, max_length)
     options = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "sample": sample,
                "top_k": top_k, "top_p": top_p, "temperature": float(temperature),
                "end_id": end_id, "min_new_tokens": min_new_tokens}
     seed = 0 if seed is None else seed
-    result = engines[max_length].run(tokens, np.zeros_like(tokens), pad, options, seed, stream)
+    result = engines[max_length].run(tokens, pad, options, seed, stream)
     if stream:
         return _stream_ids(result, end_id)
     return [_until_end(row, end_id) for row in result[::num_beams]]

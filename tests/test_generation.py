@@ -392,37 +392,55 @@ def full_logits(transformer, ids, source_length, unilm):
     return np_(transformer.model(inputs, training=False))[0]
 
 
+def cached_logits(engine, tokens, pad, continuation):
+    """The prefill's last logits, then each continuation token's, from the step model."""
+    constants = engine._constants(None, keras.ops.convert_to_tensor(tokens),
+                                  keras.ops.convert_to_tensor(pad))
+    caches = [np.zeros((len(tokens),) + s, "float32") for s in engine.model.cache_shapes]
+    logits, caches = engine._prefill(None, keras.ops.convert_to_tensor(tokens), constants, caches)
+    got = [np_(logits)]
+    first = 1 if engine.encoder is not None else tokens.shape[1]
+    for t in range(continuation.shape[1]):
+        logits, caches = engine._next(None, constants, continuation[:, t:t + 1], first + t,
+                                      [np_(c) for c in caches])
+        got.append(np_(logits))
+    return np.stack(got, axis=1)
+
+
+def assert_close_to_logit_scale(got, want):
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("name,application", DECODERS)
 def test_cached_steps_equal_the_full_forward_pass(name, application):
     """Left-padded prompts of different lengths in one batch: the prefill's last logits and
     every step's logits equal the full model's on each unpadded sequence."""
     transformer = build_decoder(name, application)
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
-    continuation = [[14, 15, 16], [17, 18, 19]]
-    length, max_length = 6, 9
-    engine = GenerationEngine(transformer, max_length)
-    tokens = np.zeros((2, length), "int32")
+    continuation = np.array([[14, 15, 16], [17, 18, 19]], "int32")
+    tokens = np.array([[5, 6, 7, 8, 9, 10], [0, 0, 0, 11, 12, 13]], "int32")
+    engine = GenerationEngine(transformer, 9)
+    got = cached_logits(engine, tokens, np.array([0, 3], "int32"), continuation)
     for i, p in enumerate(prompts):
-        tokens[i, length - len(p):] = p
-    pad = np.array([0, 3], "int32")
-    logits, caches, key_mask = engine._prefill(
-        None, tokens, np.zeros_like(tokens), pad,
-        (np.arange(max_length)[None] >= length).astype("int32").repeat(2, 0),
-        [np.zeros((2,) + s, "float32") for s in engine.model.cache_shapes])
-    got = [np_(logits)]
-    for t in range(3):
-        step = np.array([[c[t]] for c in continuation], "int32")
-        logits, caches = engine._forward(
-            None, step, length + t, length + t - pad, key_mask,
-            (np.arange(max_length)[None] >= length).astype("int32").repeat(2, 0),
-            [np_(c) for c in caches])
-        got.append(np_(logits))
-    unilm = application == "unilm"
-    for i, p in enumerate(prompts):
-        full = full_logits(transformer, p + continuation[i], len(p), unilm)
-        want = full[len(p) - 1:len(p) + 3]
-        scale = np.abs(want).max()
-        np.testing.assert_allclose(np.stack([g[i] for g in got]), want, atol=1e-5 * scale)
+        full = full_logits(transformer, p + list(continuation[i]), len(p), application == "unilm")
+        assert_close_to_logit_scale(got[i], full[len(p) - 1:len(p) + 3])
+
+
+@pytest.mark.parametrize("version", ["t5.1.0", "mt5.1.1"])
+def test_cached_t5_steps_equal_the_full_forward_pass(version):
+    keras.utils.set_random_seed(0)
+    t5 = build_transformer_model(model=version, with_lm="linear", return_keras_model=False,
+                                 **dict(TINY, hidden_act=["gelu_tanh", "linear"]
+                                        if version != "t5.1.0" else "relu"))
+    sources = np.array([[5, 6, 7, 8, 9], [11, 12, 13, 0, 0]], "int32")
+    continuation = np.array([[14, 15, 16], [17, 18, 19]], "int32")
+    engine = GenerationEngine(t5, 4)
+    got = cached_logits(engine, sources, np.zeros(2, "int32"), continuation)
+    decoder_ids = np.concatenate([np.zeros((2, 1), "int32"), continuation], axis=1)
+    for i in range(2):
+        source = sources[i:i + 1, :np.count_nonzero(sources[i])]
+        full = np_(t5.model([source, decoder_ids[i:i + 1]], training=False))[0]
+        assert_close_to_logit_scale(got[i], full)
 
 
 def greedy_reference(transformer, prompt, steps, unilm):
@@ -538,3 +556,35 @@ def test_generate_equals_hf_generate_on_gpt2(hf_gpt2, num_beams):
                                max_new_tokens=8, min_new_tokens=8, do_sample=False,
                                num_beams=num_beams, length_penalty=0.0, pad_token_id=0)
         assert ids == want[0, len(prompt):].tolist()
+
+
+@pytest.fixture(scope="module")
+def hf_t5(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(2)
+    config = transformers.T5Config(
+        vocab_size=40, d_model=16, d_kv=6, d_ff=24, num_layers=2, num_heads=2,
+        relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=None, feed_forward_proj="relu")
+    hf = transformers.T5ForConditionalGeneration(config).eval()
+    path = tmp_path_factory.mktemp("t5")
+    hf.save_pretrained(path)
+    ours = build_transformer_model(str(path / "config.json"), str(path), model="t5.1.0",
+                                   with_lm="linear")
+    return hf, ours
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_generate_equals_hf_generate_on_t5(hf_t5, num_beams):
+    import torch
+
+    hf, ours = hf_t5
+    sources = [[5, 6, 7, 8, 9, 10, 11], [3, 4, 30]]
+    got = ours.generate(sources, 6, num_beams=num_beams)
+    for source, ids in zip(sources, got):
+        with torch.no_grad():
+            want = hf.generate(torch.tensor([source]), attention_mask=torch.ones(1, len(source)),
+                               max_new_tokens=6, do_sample=False, num_beams=num_beams,
+                               length_penalty=0.0)
+        assert ids == want[0, 1:].tolist()  # HF's output starts with the start id

@@ -197,6 +197,9 @@ class Transformer:
         per attention call. Outputs: the logits (b, s, vocab) (the input of a final
         softmax, if any) and the updated caches, in the same order.
         """
+        decoder = getattr(self, "_decoder", None)  # an encoder-decoder caches its decoder
+        if decoder is not None:
+            return decoder.build_cache_model(max_length)
         if self.residual_attention_scores:
             raise ValueError(f"{type(self).__name__}: cached decoding does not support "
                              "residual_attention_scores (RealFormer)")
@@ -209,8 +212,12 @@ class Transformer:
         if self.layer_norm_conds[0] is not None:
             raise ValueError(f"{type(self).__name__}: cached decoding does not support "
                              "layer_norm_cond (conditional LayerNorm)")
-        inputs = [keras.Input((None,), dtype="int32", name=t.name) for t in self.inputs]
-        decoding = DecodingContext(max_length, unilm=isinstance(self, UniLM_Mask))
+        inputs = [keras.Input((None,) + tuple(t.shape[2:]), dtype=t.dtype, name=t.name)
+                  for t in self.inputs]
+        kinds = ["context" if len(t.shape) == 3 else "segments" if "Segment" in t.name
+                 else "tokens" for t in self.inputs]
+        decoding = DecodingContext(max_length, unilm=isinstance(self, UniLM_Mask),
+                                   context=inputs[kinds.index("context")] if "context" in kinds else None)
         saved = (self.inputs, self.input, self.outputs, self.output, self.attention_bias,
                  self.position_bias, self.attention_scores)
         self.set_inputs(inputs)
@@ -232,6 +239,7 @@ class Transformer:
         step_inputs = inputs + decoding.inputs() + caches
         model = keras.Model(step_inputs, [logits] + updated, name=f"{self.name or 'model'}_step")
         model.cache_shapes = [tuple(c.shape[1:]) for c in caches]
+        model.input_kinds = kinds + decoding.input_kinds()
         model.unilm = decoding.unilm
         return model
 
@@ -457,9 +465,12 @@ class DecodingContext:
     index, the positions of the step's tokens, the key padding mask and one (k, v)
     cache per attention call (ALBERT's shared layer gets one per block)."""
 
-    def __init__(self, max_length: int, unilm: bool = False):
+    def __init__(self, max_length: int, unilm: bool = False, context=None):
         self.max_length = max_length
         self.unilm = unilm
+        self.context = context
+        self.context_mask = (keras.Input((1, None), dtype="bool", name="Context-Mask")
+                             if context is not None else None)
         self.index = keras.Input(batch_shape=(), dtype="int32", name="Cache-Index")
         self.positions = keras.Input(batch_shape=(None,), dtype="int32", name="Step-Position")
         self.key_mask = keras.Input((max_length,), dtype="bool", name="Key-Mask")
@@ -469,7 +480,13 @@ class DecodingContext:
 
     def inputs(self) -> list:
         extra = [self.segment_ids] if self.unilm else []
+        extra += [self.context_mask] if self.context is not None else []
         return extra + [self.index, self.positions, self.key_mask]
+
+    def input_kinds(self) -> list[str]:
+        extra = ["cache_segments"] if self.unilm else []
+        extra += ["context_mask"] if self.context is not None else []
+        return extra + ["index", "positions", "key_mask"]
 
     def call_layer(self, target, inputs, arguments: dict):
         """Call ``target`` with the step arguments its kind needs; attention gets a cache."""
@@ -489,7 +506,12 @@ class DecodingContext:
                 and not target.custom_position_ids:
             arguments.update(q_offset=self.positions)
         elif isinstance(target, (RelativePositionEmbedding, RelativePositionEmbeddingT5)):
-            arguments.update(q_offset=self.index, k_len=self.max_length)
+            cross = inputs[1] is self.context  # keys: the encoder output, not the cache
+            arguments.update(q_offset=self.index, k_len=None if cross else self.max_length)
+        elif isinstance(target, MultiHeadAttention) and inputs[1] is self.context:
+            # cross-attention over the encoder output, masked by its padding
+            inputs = list(inputs[:3]) + [self.context_mask] + list(inputs[3:])
+            arguments["a_bias"] = True
         elif isinstance(target, MultiHeadAttention):
             cache = [keras.Input((self.max_length, target.heads, size), dtype=target.compute_dtype,
                                  name=f"Cache-{len(self.caches)}-{kind}")
