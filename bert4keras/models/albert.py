@@ -1,11 +1,11 @@
-"""ALBERT (arXiv:1909.11942) and ALBERT with its sharing undone (spec 10)."""
+"""ALBERT (arXiv:1909.11942), and ALBERT_Unshared: the same checkpoint with one copy of
+the shared block per layer, so the layers can be fine-tuned apart."""
 
 from __future__ import annotations
 
 import re
 
 from bert4keras.checkpoints.views import GoogleNameView
-from bert4keras.layers import Dense
 from bert4keras.models.bert import BERT, google_to_hf_name
 
 ALBERT_GROUP = "bert/encoder/transformer/group_0/inner_group_0/"
@@ -60,12 +60,8 @@ class ALBERT(BERT):
     built, because ALBERT checkpoints always carry that projection.
     """
 
-    def apply_embeddings(self, inputs):
-        x = super().apply_embeddings(inputs)
-        if self.embedding_size == self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
-        return x
+    def apply_embedding_mapping(self, x, **overrides):
+        return super().apply_embedding_mapping(x, always=True, **overrides)
 
     def block_names(self, index: int) -> tuple[str, str]:
         return "Transformer-MultiHeadSelfAttention", "Transformer-FeedForward"
@@ -104,7 +100,7 @@ class ALBERT(BERT):
 
 
 class ALBERT_Unshared(ALBERT):
-    """ALBERT used as a BERT: each layer gets its own copy of the shared block (spec 10).
+    """ALBERT used as a BERT: each layer gets its own copy of the shared block.
 
     Loading an ALBERT checkpoint initialises every copy identically. Checkpoints
     are saved in BERT's per-layer layout (one group cannot hold L different

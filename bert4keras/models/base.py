@@ -6,8 +6,9 @@ Every layer is created through :meth:`Transformer.apply`, keyed by name: calling
 tied output). ``variable_mapping()`` says, as data, which checkpoint variable
 feeds which layer weight; every checkpoint format is read through it.
 
-The same registry will serve a cached decoding path: it can call the very
-layer objects in ``self.layers`` step by step, so no model code is duplicated.
+The hooks keep no state across graphs: ``call()`` starts each graph afresh and
+records its raw inputs in ``self.graph_inputs``, which the mask hooks read, so
+the same hooks and layers can build a second graph over the same weights.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 from bert4keras.backend import is_bool
 from bert4keras.checkpoints import CheckpointError, open_checkpoint
 from bert4keras.checkpoints.views import GoogleNameView
-from bert4keras.layers import Add, Dropout, Input, MultiHeadAttention, TalkingHeadsAttention
-from bert4keras.layers import FeedForward, GatedAttentionUnit, ScaleOffset
+from bert4keras.layers import (
+    Add, Dense, Dropout, Embedding, FeedForward, GatedAttentionUnit, Input, LayerNormalization,
+    MultiHeadAttention, ScaleOffset, TalkingHeadsAttention,
+)
 from bert4keras.layers.initializers import TruncatedNormal, deferral_active, initializing_layer
 from bert4keras.models.keras_model import TransformerModel
 from bert4keras.recompute import recompute_enabled, recompute_layer
@@ -85,6 +88,7 @@ class Transformer:
         self.autoresize_weights = autoresize_weights
         self.layer_norm_eps = layer_norm_eps
         self.recompute = recompute_enabled() if recompute is None else recompute
+        self.graph_inputs = []
         self.attention_bias = None
         self.position_bias = None
         self.attention_scores = None
@@ -104,13 +108,17 @@ class Transformer:
         """Create the inputs, run the hooks, and wrap everything in ``self.model``.
 
         ``layer_norm_cond*`` make every LayerNormalization conditional on a
-        fixed-size vector (conditional LayerNorm).
+        fixed-size vector (conditional LayerNorm). ``attention_caches`` is
+        accepted for 0.11.5 signatures only and must be empty.
         """
+        if attention_caches:
+            raise ValueError(
+                "build(attention_caches=...) is not supported: cached decoding is done by "
+                "model.generate / AutoRegressiveDecoder, which reuse this model's layers")
         if self.built:
             return
         inputs = self.get_inputs()
         self.set_inputs(inputs, additional_input_layers)
-        self.attention_caches = attention_caches or {}
         self.layer_norm_conds = [
             layer_norm_cond, layer_norm_cond_hidden_size, layer_norm_cond_hidden_act or "linear",
         ]
@@ -121,6 +129,15 @@ class Transformer:
         self.built = True
 
     def call(self, inputs):
+        """One forward graph over ``inputs`` (the model's raw input tensors).
+
+        Per-graph state (masks, position biases, RealFormer scores) starts empty,
+        so calling again over new inputs builds a second graph on the same layers.
+        """
+        self.graph_inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.attention_bias = None
+        self.position_bias = None
+        self.attention_scores = None
         outputs = self.apply_embeddings(inputs)
         for i in range(self.num_hidden_layers):
             outputs = self.apply_main_layers(outputs, i)
@@ -218,16 +235,10 @@ class Transformer:
                  else "tokens" for t in self.inputs]
         decoding = DecodingContext(max_length, unilm=isinstance(self, UniLM_Mask),
                                    context=inputs[kinds.index("context")] if "context" in kinds else None)
-        saved = (self.inputs, self.input, self.outputs, self.output, self.attention_bias,
-                 self.position_bias, self.attention_scores)
-        self.set_inputs(inputs)
-        self.attention_bias = self.position_bias = self.attention_scores = None
         self.decoding = decoding
-        try:
+        try:  # call() starts a fresh graph: the hooks read these inputs, not self.inputs
             outputs = self.call(inputs if len(inputs) > 1 else inputs[0])
         finally:
-            (self.inputs, self.input, self.outputs, self.output, self.attention_bias,
-             self.position_bias, self.attention_scores) = saved
             self.decoding = None
         logits = outputs[-1] if isinstance(outputs, list) else outputs
         producer = logits._keras_history.operation
@@ -242,6 +253,58 @@ class Transformer:
         model.input_kinds = kinds + decoding.input_kinds()
         model.unilm = decoding.unilm
         return model
+
+    # ------------------------------------------------------------------ block kit
+
+    def dropout(self, x, name: str):
+        """Dropout at the model's ``dropout_rate`` (no layer at all at rate 0)."""
+        return self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=name)
+
+    def dropout_add(self, x, y, name: str):
+        """The residual ``x + Dropout(y)`` of sub-layer ``name`` (``name-Dropout``, ``name-Add``)."""
+        y = self.dropout(y, f"{name}-Dropout")
+        return self.apply(inputs=[x, y], layer=Add, name=f"{name}-Add")
+
+    def apply_norm(self, x, name: str, **overrides):
+        """LayerNormalization, conditional when the model was built with ``layer_norm_cond``;
+        ``overrides`` change the norm (T5, RoFormerV2: RMS-style)."""
+        z, hidden_units, hidden_act = self.layer_norm_conds
+        options = dict(epsilon=self.layer_norm_eps, conditional=z is not None,
+                       hidden_units=hidden_units, hidden_activation=hidden_act,
+                       hidden_initializer=self.initializer)
+        return self.apply(inputs=self.simplify([x, z]), layer=LayerNormalization, name=name,
+                          **{**options, **overrides})
+
+    def apply_attention(self, inputs: list, name: str, arguments: dict | None = None, **overrides):
+        """Multi-head attention over ``[q, k, v, ...]`` sized from the model's config;
+        ``overrides`` change the layer (``use_bias=False``, ``attention_scale=False``)."""
+        options = dict(heads=self.num_attention_heads, head_size=self.attention_head_size,
+                       out_dim=self.hidden_size, key_size=self.attention_key_size,
+                       attention_dropout=self.attention_dropout_rate,
+                       kernel_initializer=self.initializer)
+        return self.apply(inputs=inputs, layer=MultiHeadAttention, arguments=arguments, name=name,
+                          **{**options, **overrides})
+
+    def apply_feed_forward(self, x, name: str, **overrides):
+        """The block's feed-forward (gated when ``hidden_act`` is a list)."""
+        options = dict(units=self.intermediate_size, activation=self.hidden_act,
+                       kernel_initializer=self.initializer)
+        return self.apply(inputs=x, layer=FeedForward, name=name, **{**options, **overrides})
+
+    def apply_token_embedding(self, token_ids):
+        """The ``Embedding-Token`` table (also the tied output layer of LM heads)."""
+        return self.apply(inputs=token_ids, layer=Embedding, input_dim=self.vocab_size,
+                          output_dim=self.embedding_size, embeddings_initializer=self.initializer,
+                          mask_zero=True, name="Embedding-Token")
+
+    def apply_embedding_mapping(self, x, name: str = "Embedding-Mapping", always: bool = False,
+                                **overrides):
+        """Project factorised embeddings (``embedding_size``) to ``hidden_size``; a no-op
+        when the sizes agree, unless ``always`` (ALBERT checkpoints always carry it)."""
+        if self.embedding_size == self.hidden_size and not always:
+            return x
+        return self.apply(inputs=x, layer=Dense, units=self.hidden_size,
+                          kernel_initializer=self.initializer, name=name, **overrides)
 
     def reject_options(self, **options) -> None:
         """Raise for build options this model does not support, when given a true value."""
@@ -269,11 +332,14 @@ class Transformer:
         raise NotImplementedError
 
     def compute_attention_bias(self, inputs=None):
-        """The attention bias/mask every layer uses (LM and UniLM masks override this)."""
+        """The attention bias/mask every layer of the current graph uses (LM and UniLM
+        masks override this and read the graph's raw inputs from ``self.graph_inputs``;
+        ``inputs`` is kept for 0.11.5 overrides)."""
         return self.attention_bias
 
     def compute_position_bias(self, inputs=None):
-        """Relative-position inputs shared by every layer (NEZHA, T5, RoFormer)."""
+        """Relative-position inputs shared by every layer of the current graph (NEZHA,
+        T5, RoFormer); ``inputs`` is the hidden state they are computed against."""
         return self.position_bias
 
     def set_inputs(self, inputs, additional_input_layers=None):
@@ -444,7 +510,6 @@ class Transformer:
                 f"{layer.name!r} weight {weight.path!r} expects {w_shape} "
                 "(check the config, or pass autoresize_weights=True)")
         from bert4keras.snippets import orthogonally_resize
-        from bert4keras.layers import FeedForward
 
         value = orthogonally_resize(value, w_shape)
         if isinstance(layer, MultiHeadAttention):
@@ -531,7 +596,7 @@ class LM_Mask:
         if self.attention_bias is None:
             from bert4keras.layers.core import CausalMask
 
-            self.attention_bias = self.apply(inputs=self.inputs[0], layer=CausalMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[0], layer=CausalMask,
                                              name="Attention-LM-Mask")
         return self.attention_bias
 
@@ -544,33 +609,33 @@ class UniLM_Mask:
         if self.attention_bias is None:
             from bert4keras.layers.core import UniLMMask
 
-            if len(self.inputs) < 2:
+            if len(self.graph_inputs) < 2:
                 raise ValueError(f"{type(self).__name__}: the UniLM mask needs segment ids as the "
                                  "second input, and this model has only token ids")
-            self.attention_bias = self.apply(inputs=self.inputs[1], layer=UniLMMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[1], layer=UniLMMask,
                                              name="Attention-UniLM-Mask")
         return self.attention_bias
 
 
 def extend_with_language_model(BaseModel):
     """Add a causal attention mask to ``BaseModel`` (and its MLM head as the LM head)."""
-
-    class LanguageModel(LM_Mask, BaseModel):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.with_mlm = getattr(self, "with_mlm", False) or True
-
-    LanguageModel.__name__ = f"LanguageModel_{BaseModel.__name__}"
-    return LanguageModel
+    return _with_mask(BaseModel, LM_Mask, "LanguageModel")
 
 
 def extend_with_unified_language_model(BaseModel):
     """Add the UniLM seq2seq attention mask to ``BaseModel``."""
+    return _with_mask(BaseModel, UniLM_Mask, "UnifiedLanguageModel")
 
-    class UnifiedLanguageModel(UniLM_Mask, BaseModel):
+
+def _with_mask(BaseModel, mask: type, prefix: str):
+    """``BaseModel`` under the ``mask`` mixin (once: GPT already is causal), MLM head on."""
+    bases = (BaseModel,) if issubclass(BaseModel, mask) else (mask, BaseModel)
+
+    class Masked(*bases):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.with_mlm = getattr(self, "with_mlm", False) or True
+            if not getattr(self, "with_mlm", False):  # keep a given activation, e.g. 'linear'
+                self.with_mlm = True
 
-    UnifiedLanguageModel.__name__ = f"UnifiedLanguageModel_{BaseModel.__name__}"
-    return UnifiedLanguageModel
+    Masked.__name__ = Masked.__qualname__ = f"{prefix}_{BaseModel.__name__}"
+    return Masked

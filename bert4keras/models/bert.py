@@ -6,8 +6,7 @@ import re
 
 from bert4keras.backend import get_activation
 from bert4keras.layers import (
-    Activation, Add, BiasAdd, Dense, Dropout, Embedding, FeedForward, LayerNormalization,
-    MultiHeadAttention, PositionEmbedding, TokenSlice,
+    Activation, Add, BiasAdd, Dense, Embedding, PositionEmbedding, TokenSlice,
 )
 from bert4keras.models.base import Transformer
 
@@ -19,7 +18,17 @@ class BERT(Transformer):
     activation), ``with_nsp`` (next-sentence probabilities, implies the pooler),
     ``with_mlm`` (tied-embedding MLM; True means softmax, or give an activation
     such as ``'linear'`` for logits).
+
+    The class attributes below are the switches BERT's relatives (NEZHA, RoFormer,
+    RoFormerV2, GPT) set instead of re-writing the block.
     """
+
+    use_bias = True
+    """Biases in the attention and feed-forward layers (RoFormerV2 has none)."""
+    absolute_positions = True
+    """A learned ``Embedding-Position`` table; NEZHA and RoFormer use relative positions."""
+    position_bias_type: str | None = None
+    """``p_bias`` of every attention, fed by ``compute_position_bias`` when not None."""
 
     def __init__(self, max_position: int, segment_vocab_size: int = 2, with_pool=False,
                  with_nsp=False, with_mlm=False, hierarchical_position=None,
@@ -28,14 +37,12 @@ class BERT(Transformer):
         super().__init__(**kwargs)
         self.max_position = max_position
         self.segment_vocab_size = segment_vocab_size
-        self.with_pool = with_pool
+        self.with_pool = with_pool if with_pool or not with_nsp else True  # NSP needs the pooler
         self.with_nsp = with_nsp
         self.with_mlm = with_mlm
         self.hierarchical_position = hierarchical_position
         self.custom_position_ids = custom_position_ids
         self.shared_segment_embeddings = shared_segment_embeddings
-        if self.with_nsp and not self.with_pool:
-            self.with_pool = True
 
     def get_inputs(self):
         inputs = [self.input_layer("Input-Token")]
@@ -46,83 +53,57 @@ class BERT(Transformer):
         return inputs
 
     def apply_embeddings(self, inputs):
-        x = self.apply_summed_embeddings(inputs)
+        """Summed input embeddings -> LN -> dropout (-> mapping to ``hidden_size``)."""
+        x = self.apply_input_embeddings(inputs)
         x = self.apply_norm(x, "Embedding-Norm")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
-        return x
+        x = self.dropout(x, "Embedding-Dropout")
+        return self.apply_embedding_mapping(x)
 
-    def apply_summed_embeddings(self, inputs):
-        """Token + segment + (learned) position embeddings, before any norm."""
+    def apply_input_embeddings(self, inputs):
+        """Token + segment (``segment_vocab_size > 0``) + learned position
+        (``absolute_positions``) embeddings of the raw inputs, summed."""
         inputs = list(inputs) if isinstance(inputs, list) else [inputs]
-        x = self.apply_token_segment_embeddings(inputs)
-        p = inputs.pop(0) if self.custom_position_ids else None
-        x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
-                       input_dim=self.max_position, output_dim=self.embedding_size,
-                       merge_mode="add", hierarchical=self.hierarchical_position,
-                       embeddings_initializer=self.initializer,
-                       custom_position_ids=self.custom_position_ids, name="Embedding-Position")
-        return x
-
-    def apply_token_segment_embeddings(self, inputs: list):
-        """Token (+ segment) embeddings of ``inputs[0]`` (and ``inputs[1]``), popped from the list."""
-        x = inputs.pop(0)
-        s = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        if s is not None:
+        x = self.apply_token_embedding(inputs.pop(0))
+        if self.segment_vocab_size > 0:
             name = "Embedding-Token" if self.shared_segment_embeddings else "Embedding-Segment"
-            s = self.apply(inputs=s, layer=Embedding, input_dim=self.segment_vocab_size,
+            s = self.apply(inputs=inputs.pop(0), layer=Embedding, input_dim=self.segment_vocab_size,
                            output_dim=self.embedding_size,
                            embeddings_initializer=self.initializer, name=name)
             x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
+        if self.absolute_positions:
+            p = inputs.pop(0) if self.custom_position_ids else None
+            x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
+                           input_dim=self.max_position, output_dim=self.embedding_size,
+                           merge_mode="add", hierarchical=self.hierarchical_position,
+                           embeddings_initializer=self.initializer,
+                           custom_position_ids=self.custom_position_ids, name="Embedding-Position")
         return x
-
-    def apply_norm(self, x, name: str):
-        """LayerNormalization, conditional when the model was built with ``layer_norm_cond``."""
-        z, hidden_units, hidden_act = self.layer_norm_conds
-        return self.apply(inputs=self.simplify([x, z]), layer=LayerNormalization,
-                          epsilon=self.layer_norm_eps, conditional=z is not None,
-                          hidden_units=hidden_units, hidden_activation=hidden_act,
-                          hidden_initializer=self.initializer, name=name)
 
     def block_names(self, index: int) -> tuple[str, str]:
         """Names of block ``index``'s attention and feed-forward layers (ALBERT shares one)."""
         return f"Transformer-{index}-MultiHeadSelfAttention", f"Transformer-{index}-FeedForward"
 
-    def attention_inputs(self, inputs, index: int) -> tuple[list, dict]:
-        """``[q, k, v, (attention bias)]`` and call arguments of block ``index``'s attention;
-        models with relative positions (NEZHA, RoFormer) append their position input."""
-        x, arguments = [inputs, inputs, inputs], {"a_bias": None}
-        attention_mask = self.compute_attention_bias(index)
+    def attention_inputs(self, x) -> tuple[list, dict]:
+        """``[q, k, v, (attention bias), (position bias)]`` of a self-attention over ``x``,
+        and its call arguments."""
+        inputs, arguments = [x, x, x], {"a_bias": None}
+        attention_mask = self.compute_attention_bias()
         if attention_mask is not None:
             arguments["a_bias"] = True
-            x.append(attention_mask)
-        return x, arguments
+            inputs.append(attention_mask)
+        if self.position_bias_type is not None:
+            inputs.append(self.compute_position_bias(x))
+            arguments["p_bias"] = self.position_bias_type
+        return inputs, arguments
 
     def apply_main_layers(self, inputs, index: int):
-        """Post-LN block: attention -> add -> LN -> feed-forward -> add -> LN."""
+        """Post-LN block: attention -> dropout, add -> LN -> feed-forward -> dropout, add -> LN."""
         attention_name, feed_forward_name = self.block_names(index)
-        x, arguments = self.attention_inputs(inputs, index)
-        x = self.apply(inputs=x, layer=MultiHeadAttention, arguments=arguments,
-                       heads=self.num_attention_heads, head_size=self.attention_head_size,
-                       out_dim=self.hidden_size, key_size=self.attention_key_size,
-                       attention_dropout=self.attention_dropout_rate,
-                       kernel_initializer=self.initializer, name=attention_name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{attention_name}-Dropout")
-        x = self.apply(inputs=[inputs, x], layer=Add, name=f"{attention_name}-Add")
-        x = self.apply_norm(x, f"{attention_name}-Norm")
-
-        xi = x
-        x = self.apply(inputs=x, layer=FeedForward, units=self.intermediate_size,
-                       activation=self.hidden_act, kernel_initializer=self.initializer,
-                       name=feed_forward_name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{feed_forward_name}-Dropout")
-        x = self.apply(inputs=[xi, x], layer=Add, name=f"{feed_forward_name}-Add")
-        return self.apply_norm(x, f"{feed_forward_name}-Norm")
+        x, arguments = self.attention_inputs(inputs)
+        x = self.apply_attention(x, attention_name, arguments, use_bias=self.use_bias)
+        x = self.apply_norm(self.dropout_add(inputs, x, attention_name), f"{attention_name}-Norm")
+        y = self.apply_feed_forward(x, feed_forward_name, use_bias=self.use_bias)
+        return self.apply_norm(self.dropout_add(x, y, feed_forward_name), f"{feed_forward_name}-Norm")
 
     def apply_final_layers(self, inputs):
         """Sequence output plus the requested heads (pooler/NSP, MLM)."""

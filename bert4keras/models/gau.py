@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bert4keras.layers import Add, DepthScaledTruncatedNormal, Dropout, GatedAttentionUnit
+from bert4keras.layers import DepthScaledTruncatedNormal, GatedAttentionUnit
 from bert4keras.models.roformer import RoFormerV2
 
 
@@ -12,8 +12,8 @@ class GAU_alpha(RoFormerV2):
     gated width and ``attention_key_size`` its single-head q/k size.
     """
 
-    def check_options(self) -> None:
-        super().check_options()
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.reject_options(residual_attention_scores=self.residual_attention_scores,
                             talking_heads=self.talking_heads)
 
@@ -22,21 +22,15 @@ class GAU_alpha(RoFormerV2):
         return DepthScaledTruncatedNormal(self.num_hidden_layers, order=3)
 
     def apply_main_layers(self, inputs, index: int):
+        """GAU (mask and rotary angles as extra inputs) -> dropout, add -> RMS norm."""
         name = f"Transformer-{index}-GatedAttentionUnit"
-        x, arguments = [inputs], {"a_bias": None, "p_bias": "rotary"}
-        attention_mask = self.compute_attention_bias(index)
-        if attention_mask is not None:
-            arguments["a_bias"] = True
-            x.append(attention_mask)
-        x.append(self.compute_position_bias(inputs))
-        x = self.apply(inputs=x, layer=GatedAttentionUnit, arguments=arguments,
+        x, arguments = self.attention_inputs(inputs)
+        x = self.apply(inputs=x[2:], layer=GatedAttentionUnit, arguments=arguments,  # one x, not q, k, v
                        units=self.intermediate_size, key_size=self.attention_key_size,
                        activation=self.hidden_act, use_bias=False, normalization="softmax_plus",
                        attention_dropout=self.attention_dropout_rate,
                        kernel_initializer=self.initializer, name=name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{name}-Dropout")
-        x = self.apply(inputs=[inputs, x], layer=Add, name=f"{name}-Add")
-        return self.rms_norm(x, f"{name}-Norm")
+        return self.apply_norm(self.dropout_add(inputs, x, name), f"{name}-Norm")
 
     def variable_mapping(self):
         mapping = {k: v for k, v in super().variable_mapping().items()

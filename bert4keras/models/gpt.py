@@ -3,16 +3,14 @@
 All three are causal (``LM_Mask``) and predict tokens through the tied token
 embedding (``Embedding-Token`` in ``mode='dense'``, no bias). They differ in
 block order: GPT is post-LN like BERT, GPT-2 is pre-LN with a final norm, and
-GPT2_ML (Grover) normalises the embeddings and splits the FFN norms (spec 12).
+GPT2_ML (Grover, arXiv:1905.12616) normalises the embeddings and splits the FFN norms.
 """
 
 from __future__ import annotations
 
 import re
 
-from bert4keras.layers import (
-    Activation, Add, Dense, Dropout, Embedding, FeedForward, MultiHeadAttention, PositionEmbedding,
-)
+from bert4keras.layers import Activation, Embedding
 from bert4keras.models.base import LM_Mask
 from bert4keras.models.bert import BERT
 
@@ -36,14 +34,19 @@ class GPT(LM_Mask, BERT):
 
     ``shared_segment_embeddings=True`` embeds segment ids with the token table, as
     HF's ``token_type_ids`` do; configs read from an HF ``config.json`` default to
-    no segment input.
+    no segment input. The output is always the LM head, so BERT's ``with_pool`` and
+    ``with_nsp`` are rejected and ``with_mlm`` changes nothing.
     """
 
+    segment_inputs = True
+    """Whether segment ids are an input at all (GPT-2 and GPT2_ML take token ids only)."""
+
     def __init__(self, final_activation="softmax", **kwargs):
-        kwargs.pop("with_pool", None)
-        kwargs.pop("with_mlm", None)
         kwargs.setdefault("layer_norm_eps", 1e-5)
         super().__init__(**kwargs)
+        self.reject_options(with_pool=self.with_pool, with_nsp=self.with_nsp)
+        if not self.segment_inputs:
+            self.segment_vocab_size = 0
         self.final_activation = final_activation
 
     @classmethod
@@ -68,32 +71,10 @@ class GPT(LM_Mask, BERT):
         return configs
 
     def apply_embeddings(self, inputs):
-        """Token (+ segment) + position embeddings; unlike BERT, no LayerNorm."""
-        x = self.apply_summed_embeddings(inputs)
-        return self.apply_embedding_tail(x)
-
-    def apply_embedding_tail(self, x):
-        """Dropout and, for factorised embeddings, the projection to ``hidden_size``."""
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
-        return x
-
-    def apply_self_attention(self, x, name: str):
-        """Causal multi-head self-attention named ``name``."""
-        return self.apply(inputs=[x, x, x, self.compute_attention_bias()], layer=MultiHeadAttention,
-                          arguments={"a_bias": True}, heads=self.num_attention_heads,
-                          head_size=self.attention_head_size, out_dim=self.hidden_size,
-                          key_size=self.attention_key_size,
-                          attention_dropout=self.attention_dropout_rate,
-                          kernel_initializer=self.initializer, name=name)
-
-    def apply_feed_forward(self, x, name: str):
-        """Feed-forward followed by its dropout."""
-        x = self.apply(inputs=x, layer=FeedForward, units=self.intermediate_size,
-                       activation=self.hidden_act, kernel_initializer=self.initializer, name=name)
-        return self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{name}-Dropout")
+        """Summed input embeddings -> dropout (-> mapping); unlike BERT, no LayerNorm."""
+        x = self.apply_input_embeddings(inputs)
+        x = self.dropout(x, "Embedding-Dropout")
+        return self.apply_embedding_mapping(x)
 
     def apply_final_layers(self, inputs):
         """Logits through the tied token embedding, then ``final_activation``."""
@@ -156,34 +137,22 @@ def _hf_block_name(name: str, norms: dict[str, str]) -> tuple[str, bool]:
 class GPT2(GPT):
     """OpenAI GPT-2: token + position embeddings, pre-LN blocks, a final ``Output-Norm``."""
 
-    def get_inputs(self):
-        return self.input_layer("Input-Token")
-
-    def apply_embeddings(self, inputs):
-        x = self.apply(inputs=inputs, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        x = self.apply(inputs=x, layer=PositionEmbedding, input_dim=self.max_position,
-                       output_dim=self.embedding_size, merge_mode="add",
-                       hierarchical=self.hierarchical_position,
-                       embeddings_initializer=self.initializer, name="Embedding-Position")
-        return self.apply_embedding_tail(x)
+    segment_inputs = False
 
     def apply_main_layers(self, inputs, index: int):
-        """Pre-LN block: LN -> attention -> add, LN -> feed-forward -> add."""
-        attention_name = f"Transformer-{index}-MultiHeadSelfAttention"
-        feed_forward_name = f"Transformer-{index}-FeedForward"
+        """Pre-LN block: LN -> attention -> dropout, add; LN -> feed-forward -> dropout, add."""
+        attention_name, feed_forward_name = self.block_names(index)
         x = self.apply_norm(inputs, f"{attention_name}-Norm")
-        x = self.apply_self_attention(x, attention_name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{attention_name}-Dropout")
-        xi = x = self.apply(inputs=[inputs, x], layer=Add, name=f"{attention_name}-Add")
+        x, arguments = self.attention_inputs(x)
+        x = self.apply_attention(x, attention_name, arguments)
+        xi = x = self.dropout_add(inputs, x, attention_name)
         x = self.apply_norm(x, f"{feed_forward_name}-Norm")
         x = self.apply_feed_forward(x, feed_forward_name)
-        return self.apply(inputs=[xi, x], layer=Add, name=f"{feed_forward_name}-Add")
+        return self.dropout_add(xi, x, feed_forward_name)
 
     def apply_final_layers(self, inputs):
         x = self.apply_norm(inputs, "Output-Norm")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Output-Dropout")
+        x = self.dropout(x, "Output-Dropout")
         return super().apply_final_layers(x)
 
     def variable_mapping(self):
@@ -206,35 +175,25 @@ class GPT2(GPT):
 
 
 class GPT2_ML(GPT):
-    """GPT2_ML (Grover's block, spec 12): normalised embeddings; attention -> add ->
-    LN0 -> feed-forward -> add (to the un-normalised sum) -> LN1."""
+    """GPT2_ML (Grover's block): normalised embeddings; attention -> add -> LN0 ->
+    feed-forward -> add (to the un-normalised sum) -> LN1."""
 
-    def get_inputs(self):
-        return self.input_layer("Input-Token")
+    segment_inputs = False
 
     def apply_embeddings(self, inputs):
-        x = self.apply(inputs=inputs, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        x = self.apply(inputs=x, layer=PositionEmbedding, input_dim=self.max_position,
-                       output_dim=self.embedding_size, merge_mode="add",
-                       hierarchical=self.hierarchical_position,
-                       embeddings_initializer=self.initializer, name="Embedding-Position")
+        """Token + position embeddings -> LN (-> mapping); no embedding dropout."""
+        x = self.apply_input_embeddings(inputs)
         x = self.apply_norm(x, "Embedding-Norm")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
-        return x
+        return self.apply_embedding_mapping(x)
 
     def apply_main_layers(self, inputs, index: int):
-        attention_name = f"Transformer-{index}-MultiHeadSelfAttention"
-        feed_forward_name = f"Transformer-{index}-FeedForward"
-        x = self.apply_self_attention(inputs, attention_name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{attention_name}-Dropout")
-        xi = x = self.apply(inputs=[inputs, x], layer=Add, name=f"{attention_name}-Add")
+        attention_name, feed_forward_name = self.block_names(index)
+        x, arguments = self.attention_inputs(inputs)
+        x = self.apply_attention(x, attention_name, arguments)
+        xi = x = self.dropout_add(inputs, x, attention_name)
         x = self.apply_norm(x, f"{feed_forward_name}-Norm-0")
         x = self.apply_feed_forward(x, feed_forward_name)
-        x = self.apply(inputs=[xi, x], layer=Add, name=f"{feed_forward_name}-Add")
+        x = self.dropout_add(xi, x, feed_forward_name)
         return self.apply_norm(x, f"{feed_forward_name}-Norm-1")
 
     word_embeddings_name = "newslm/embeddings/word_embed"

@@ -4,7 +4,7 @@ position table."""
 from __future__ import annotations
 
 from bert4keras.backend import Sinusoidal
-from bert4keras.layers import Dense, Dropout, RelativePositionEmbedding
+from bert4keras.layers import RelativePositionEmbedding
 from bert4keras.models.bert import BERT
 
 
@@ -16,15 +16,12 @@ class NEZHA(BERT):
     Checkpoints use BERT's names; there is no position table to load.
     """
 
+    absolute_positions = False
     position_bias_type = "typical_relative"
 
     def __init__(self, max_relative_position: int = 64, **kwargs):
         super().__init__(**kwargs)
         self.max_relative_position = max_relative_position
-        self.check_options()
-
-    def check_options(self) -> None:
-        """Reject the build options that have no meaning for this model."""
         self.reject_options(hierarchical_position=self.hierarchical_position,
                             custom_position_ids=self.custom_position_ids)
         if self.attention_key_size != self.attention_head_size:
@@ -33,23 +30,8 @@ class NEZHA(BERT):
                 f"embeddings are added to keys and values); got {self.attention_key_size} and "
                 f"{self.attention_head_size}")
 
-    def apply_embeddings(self, inputs):
-        """Token (+ segment) embeddings -> LN -> dropout (-> mapping): no absolute positions."""
-        x = self.apply_token_segment_embeddings(list(inputs))
-        x = self.apply_norm(x, "Embedding-Norm")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Embedding-Dropout")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name="Embedding-Mapping")
-        return x
-
-    def attention_inputs(self, inputs, index: int) -> tuple[list, dict]:
-        x, arguments = super().attention_inputs(inputs, index)
-        x.append(self.compute_position_bias(inputs))
-        arguments["p_bias"] = self.position_bias_type
-        return x, arguments
-
     def compute_position_bias(self, inputs=None):
+        """The relative position embeddings of ``inputs`` against itself, shared by every layer."""
         if self.position_bias is None:
             self.position_bias = self.apply(
                 inputs=[inputs, inputs], layer=RelativePositionEmbedding,

@@ -15,10 +15,7 @@ import re
 
 import keras
 
-from bert4keras.layers import (
-    Activation, Add, CausalMask, Dense, Dropout, Embedding, FeedForward, LayerNormalization,
-    MultiHeadAttention, ScaleOffset,
-)
+from bert4keras.layers import Activation, CausalMask, Dense, Embedding, ScaleOffset
 from bert4keras.layers.t5 import RelativePositionEmbeddingT5
 from bert4keras.models.base import LM_Mask, Transformer
 from bert4keras.models.keras_model import TransformerModel
@@ -81,44 +78,16 @@ class T5_Base(Transformer):
         return configs
 
     def apply_norm(self, x, name: str):
-        """T5's LayerNorm: scale only, no centring, no bias (conditional if requested)."""
-        z, hidden_units, hidden_act = self.layer_norm_conds
-        return self.apply(inputs=self.simplify([x, z]), layer=LayerNormalization,
-                          zero_mean=False, offset=False, epsilon=self.layer_norm_eps,
-                          conditional=z is not None, hidden_units=hidden_units,
-                          hidden_activation=hidden_act, hidden_initializer=self.initializer,
-                          name=name)
+        """T5's RMS-style LayerNorm: no mean subtraction, no bias."""
+        return super().apply_norm(x, name, zero_mean=False, offset=False)
 
-    def apply_attention(self, inputs, name: str, arguments: dict):
-        """T5 attention: no biases, no score scaling."""
-        return self.apply(inputs=inputs, layer=MultiHeadAttention, arguments=arguments,
-                          heads=self.num_attention_heads, head_size=self.attention_head_size,
-                          out_dim=self.hidden_size, key_size=self.attention_key_size,
-                          use_bias=False, attention_scale=False,
-                          attention_dropout=self.attention_dropout_rate,
-                          kernel_initializer=self.initializer, name=name)
-
-    def dropout_add(self, x, y, name: str):
-        """Residual connection ``x + Dropout(y)`` of the sub-layer ``name``."""
-        y = self.apply(inputs=y, layer=Dropout, rate=self.dropout_rate, name=f"{name}-Dropout")
-        return self.apply(inputs=[x, y], layer=Add, name=f"{name}-Add")
+    def apply_attention(self, inputs, name: str, arguments: dict | None = None):
+        """T5 attention: no biases, no 1/sqrt(d) score scaling."""
+        return super().apply_attention(inputs, name, arguments, use_bias=False, attention_scale=False)
 
     def apply_feed_forward(self, x, name: str):
         """Bias-free feed-forward (gated when ``hidden_act`` is a list)."""
-        return self.apply(inputs=x, layer=FeedForward, units=self.intermediate_size,
-                          activation=self.hidden_act, use_bias=False,
-                          kernel_initializer=self.initializer, name=name)
-
-    def apply_token_embeddings(self, x, stack: str):
-        """Shared ``Embedding-Token``, dropout and (factorised) mapping for ``stack``."""
-        x = self.apply(inputs=x, layer=Embedding, input_dim=self.vocab_size,
-                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                       mask_zero=True, name="Embedding-Token")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name=f"{stack}-Embedding-Dropout")
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(inputs=x, layer=Dense, units=self.hidden_size,
-                           kernel_initializer=self.initializer, name=f"{stack}-Embedding-Mapping")
-        return x
+        return super().apply_feed_forward(x, name, use_bias=False)
 
     def relative_position(self, inputs, name: str, bidirectional: bool):
         """The relative bias (q_len, k_len, heads) of ``[q, k]`` from the stack's ``name`` table."""
@@ -218,7 +187,10 @@ class T5_Encoder(T5_Base):
         return self.input_layer("Encoder-Input-Token")
 
     def apply_embeddings(self, inputs):
-        return self.apply_token_embeddings(inputs, "Encoder")
+        """The shared ``Embedding-Token`` -> dropout (-> mapping to ``hidden_size``)."""
+        x = self.apply_token_embedding(inputs)
+        x = self.dropout(x, "Encoder-Embedding-Dropout")
+        return self.apply_embedding_mapping(x, name="Encoder-Embedding-Mapping")
 
     def apply_main_layers(self, inputs, index: int):
         """LN -> self-attention -> add, LN -> feed-forward -> add."""
@@ -236,7 +208,7 @@ class T5_Encoder(T5_Base):
 
     def apply_final_layers(self, inputs):
         x = self.apply_norm(inputs, "Encoder-Output-Norm")
-        return self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Encoder-Output-Dropout")
+        return self.dropout(x, "Encoder-Output-Dropout")
 
     def compute_position_bias(self, inputs=None):
         """Bidirectional relative bias, created once and shared by every encoder layer."""
@@ -266,8 +238,11 @@ class T5_Decoder(LM_Mask, T5_Base):
         return [context, self.input_layer("Decoder-Input-Token")]
 
     def apply_embeddings(self, inputs):
+        """The shared ``Embedding-Token`` -> dropout (-> mapping); the context passes through."""
         context, x = inputs
-        return [context, self.apply_token_embeddings(x, "Decoder")]
+        x = self.apply_token_embedding(x)
+        x = self.dropout(x, "Decoder-Embedding-Dropout")
+        return [context, self.apply_embedding_mapping(x, name="Decoder-Embedding-Mapping")]
 
     def apply_main_layers(self, inputs, index: int):
         """LN -> causal self-attention -> add, LN -> cross-attention -> add, LN -> FFN -> add."""
@@ -299,7 +274,7 @@ class T5_Decoder(LM_Mask, T5_Base):
         separate ``Decoder-Output-LM`` kernel (t5.1.1, mT5)."""
         _, x = inputs
         x = self.apply_norm(x, "Decoder-Output-Norm")
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate, name="Decoder-Output-Dropout")
+        x = self.dropout(x, "Decoder-Output-Dropout")
         if not self.with_lm:
             return x
         lm_activation = "softmax" if self.with_lm is True else self.with_lm
@@ -318,9 +293,9 @@ class T5_Decoder(LM_Mask, T5_Base):
                           name="Decoder-Output-LM-Activation")
 
     def compute_attention_bias(self, inputs=None):
-        """Causal mask over the decoder tokens (``inputs[1]``; ``inputs[0]`` is the context)."""
+        """Causal mask over the decoder tokens (graph input 1; input 0 is the context)."""
         if self.attention_bias is None:
-            self.attention_bias = self.apply(inputs=self.inputs[1], layer=CausalMask,
+            self.attention_bias = self.apply(inputs=self.graph_inputs[1], layer=CausalMask,
                                              name="Attention-LM-Mask")
         return self.attention_bias
 
@@ -358,7 +333,6 @@ class T5(T5_Base):
         self._encoder.build(**kwargs)
         self._decoder.build(**kwargs)
         self.encoder, self.decoder = self._encoder.model, self._decoder.model
-        self._decoder.position_bias = None  # recomputed against the encoder's output below
         self.set_inputs(self.encoder.inputs + self.decoder.inputs[1:])
         self.set_outputs(self._decoder.call(self.encoder.outputs + self.decoder.inputs[1:]))
         self.model = TransformerModel(self.inputs, self.output, name=self.name)
