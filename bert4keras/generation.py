@@ -306,7 +306,7 @@ class AutoRegressiveDecoder:
 # the same cache slot: one scalar write index serves the batch, per-row positions
 # (slot - padding) feed absolute position embeddings, and the key padding mask hides
 # the padding slots. The caches have a fixed size, so one compiled step serves every
-# step; on JAX the whole loop runs inside one ``jit`` (``ops.while_loop``).
+# step; on JAX the whole loop runs inside one ``jit`` (``lax.while_loop``).
 
 
 def filter_top_k(logits, k: int):
@@ -496,7 +496,7 @@ class GenerationEngine:
 
         key = jax.random.PRNGKey(seed)
         variables = self.variables()
-        static = tuple(sorted(options.items()))
+        static = (prompt_length,) + tuple(sorted(options.items()))
         cond = lambda state: jax.numpy.logical_and(state["t"] + 1 < options["max_new_tokens"],
                                                    ~jax.numpy.all(state["finished"]))
 
