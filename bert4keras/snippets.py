@@ -14,8 +14,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from bert4keras._parallel import parallel_apply, parallel_apply_generator  # noqa: F401
-from bert4keras.similarity import *  # noqa: F401,F403  (WMD / WRD text similarity)
 from bert4keras.checkpoints.resize import orthogonally_resize  # noqa: F401
+from bert4keras.generation import AutoRegressiveDecoder  # noqa: F401
+from bert4keras.similarity import *  # noqa: F401,F403  (WMD / WRD text similarity)
 from bert4keras.tokenizers import truncate_sequences  # noqa: F401
 from bert4keras.viterbi import ViterbiDecoder  # noqa: F401
 

@@ -69,27 +69,51 @@ class MultiHeadAttention(Layer):
         self.o_dense = dense(self.out_dim, "o_dense",
                              tuple(input_shape[0][:-1]) + (self.head_size * self.heads,))
 
-    def call(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
+    def call(self, inputs, mask=None, a_bias=None, p_bias=None, training=None,
+             cache=None, cache_index=None):
+        """Project -> rotate (RoPE) -> write the cache -> attend.
+
+        ``cache = [k, v]``, fixed-size per-head buffers (b, cache_len, heads, size): with
+        ``cache_index`` (a scalar) the new keys/values are written there and attention
+        runs over the whole buffer; with ``cache_index=None`` the cache is static (T5
+        cross-attention: k/v of the encoder output, computed once) and ``inputs[1:3]``
+        are not used. Key validity then comes from the attention bias alone. With a
+        cache the layer returns ``(output, [k, v])``, the updated cache.
+        """
         q, k, v = inputs[:3]
         q_mask = v_mask = None
         if mask is not None:
             q_mask, v_mask = mask[0], mask[2]
         qw = self._split_heads(self.q_dense(q), self.key_size)
-        kw = self._split_heads(self.k_dense(k), self.key_size)
-        vw = self._split_heads(self.v_dense(v), self.head_size)
+        if cache is not None and cache_index is None:
+            kw, vw = cache
+        else:
+            kw = self._split_heads(self.k_dense(k), self.key_size)
+            vw = self._split_heads(self.v_dense(v), self.head_size)
+        if p_bias == "rotary":
+            position = inputs[3 + bool(a_bias)]
+            qw = apply_rotary_position_embeddings(position, qw)
+            if cache is None or cache_index is not None:
+                kw = apply_rotary_position_embeddings(position, kw)
+        if cache is not None:
+            if cache_index is not None:
+                start = (0, ops.cast(cache_index, "int32"), 0, 0)
+                kw = ops.slice_update(cache[0], start, ops.cast(kw, cache[0].dtype))
+                vw = ops.slice_update(cache[1], start, ops.cast(vw, cache[1].dtype))
+            cache, v_mask = [kw, vw], None
         o, a = self.pay_attention_to([qw, kw, vw] + list(inputs[3:]), [q_mask, v_mask],
                                      a_bias=a_bias, p_bias=p_bias, training=training)
         o = self.o_dense(ops.reshape(o, tuple(ops.shape(o)[:2]) + (self.heads * self.head_size,)))
-        if self.return_attention_scores:
-            return [o, a]
-        return o
+        outputs = [o, a] if self.return_attention_scores else o
+        return outputs if cache is None else (outputs, cache)
 
     def _split_heads(self, x, size):
         return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))
 
     def unpack_attention_inputs(self, inputs, a_bias, p_bias):
         """Split ``[qw, kw, vw, (a_bias), (position)]``: returns ``(qw, kw, vw, bias, position)``
-        with a 3-D bias aligned to (b, h, n, m) and RoPE already applied to q and k."""
+        with a 3-D bias aligned to (b, h, n, m). RoPE is applied earlier, in ``call``, as the
+        rotated keys are what a cache stores."""
         (qw, kw, vw), n = inputs[:3], 3
         bias = None
         if a_bias:
@@ -98,8 +122,6 @@ class MultiHeadAttention(Layer):
             if len(bias.shape) == 3:
                 bias = align(bias, [0, -2, -1], 4)
         position = inputs[n] if len(inputs) > n else None
-        if p_bias == "rotary":
-            qw, kw = apply_rotary_position_embeddings(position, qw, kw)
         return qw, kw, vw, bias, position
 
     def pay_attention_to(self, inputs, mask=None, a_bias=None, p_bias=None, training=None):
@@ -171,6 +193,19 @@ class MultiHeadAttention(Layer):
         scale = (1.0 / self.key_size ** 0.5) if self.attention_scale else 1.0
         return ops.dot_product_attention(qw, kw, vw, bias=float_bias, mask=mask, scale=scale)
 
+    def compute_output_spec(self, inputs, mask=None, a_bias=None, p_bias=None, training=None,
+                            cache=None, cache_index=None):
+        shapes = self.compute_output_shape([tuple(x.shape) for x in inputs[:3]])
+        if cache is not None and self.return_attention_scores:  # the scores span the cache
+            shapes[1] = shapes[1][:3] + (cache[0].shape[1],)
+        if isinstance(shapes, list):
+            outputs = [keras.KerasTensor(shape, dtype=self.compute_dtype) for shape in shapes]
+        else:
+            outputs = keras.KerasTensor(shapes, dtype=self.compute_dtype)
+        if cache is None:
+            return outputs
+        return outputs, [keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache]
+
     def compute_output_shape(self, input_shape):
         o_shape = tuple(input_shape[0][:2]) + (self.out_dim,)
         if self.return_attention_scores:
@@ -196,3 +231,28 @@ class MultiHeadAttention(Layer):
             "return_attention_scores": self.return_attention_scores,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
         }
+
+
+class AttentionStep(keras.layers.Layer):
+    """One cached call of an existing attention layer, as a node of a step model.
+
+    A Keras layer's nodes must all share one output structure, and ``attention``'s
+    first node returns the output alone; this wrapper's nodes return
+    ``(output, [k, v])``. It owns no weights beyond ``attention``'s own.
+    """
+
+    def __init__(self, attention: MultiHeadAttention, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = attention
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # key validity is in the step's attention bias
+
+    def call(self, inputs, cache, cache_index=None, training=None, **arguments):
+        return self.attention.call(inputs, cache=cache, cache_index=cache_index,
+                                   training=training, **arguments)
+
+    def compute_output_spec(self, inputs, cache, cache_index=None, training=None, **arguments):
+        return self.attention.compute_output_spec(inputs, cache=cache, cache_index=cache_index,
+                                                  **arguments)

@@ -255,13 +255,17 @@ class PositionEmbedding(Layer):
             return None if mask is None else mask[0]
         return mask
 
-    def call(self, inputs):
+    def call(self, inputs, q_offset=0):
+        """``q_offset`` (a scalar or one per row) is the position of the first token, for
+        step-wise decoding and left-padded batches."""
         if self.custom_position_ids:
             inputs, position_ids = inputs
             position_ids = ops.cast(position_ids, "int32")
         else:
             seq_len = ops.shape(inputs)[1]
-            position_ids = ops.expand_dims(ops.arange(seq_len, dtype="int32"), 0)
+            # a left-padded row's padding gets negative positions: clip them to 0
+            position_ids = ops.maximum(
+                _offset_column(q_offset) + ops.arange(seq_len, dtype="int32")[None], 0)
         table = ops.cast(self.embeddings, inputs.dtype)
         if self.hierarchical:
             alpha = 0.4 if self.hierarchical is True else self.hierarchical
@@ -281,9 +285,7 @@ class PositionEmbedding(Layer):
             return inputs * (embeddings + 1.0)
         if self.merge_mode == "zero":
             return embeddings
-        batch = ops.shape(inputs)[0]
-        if not self.custom_position_ids:
-            embeddings = ops.tile(embeddings, [batch, 1, 1])
+        embeddings = ops.broadcast_to(embeddings, tuple(ops.shape(inputs)[:2]) + (self.output_dim,))
         return ops.concatenate([inputs, embeddings], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -419,36 +421,80 @@ class TokenSlice(keras.layers.Layer):
         return {**super().get_config(), "index": self.index}
 
 
+def _offset_column(q_offset):
+    """A scalar or per-row (b,) query offset as an int32 (1 or b, 1) column."""
+    return ops.reshape(ops.cast(q_offset, "int32"), (-1, 1))
+
+
+def _same_validity(visible, key_mask, q_offset, q_len):
+    """AND ``visible`` (.., q_len, k_len) with "key j is as valid as query i" for a
+    (b, k_len) key padding mask: real queries see only real keys, and a padding query
+    still sees itself (a row with no visible key would make the softmax NaN)."""
+    key_mask = ops.cast(key_mask, "bool")
+    q_valid = ops.take(key_mask, ops.arange(q_len, dtype="int32") + ops.cast(q_offset, "int32"), axis=1)
+    return ops.logical_and(visible, ops.equal(key_mask[:, None, :], q_valid[:, :, None]))
+
+
 @register
 class CausalMask(keras.layers.Layer):
-    """Token ids (b, n) -> bool (1, n, n): position i attends to positions j <= i."""
+    """Token ids (b, n) -> bool (1, n, k_len): query i (at position ``q_offset + i``)
+    attends to the keys j <= q_offset + i.
+
+    Without arguments this is the square causal mask. Step-wise decoding passes the
+    cache write index as ``q_offset``, the cache size as ``k_len`` and the cache's key
+    padding mask (b, k_len) as ``key_mask`` (the result is then (b, n, k_len)).
+    """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
 
-    def call(self, inputs):
-        idxs = ops.arange(ops.shape(inputs)[1])
-        return ops.expand_dims(idxs[None, :] <= idxs[:, None], 0)
+    def call(self, inputs, q_offset=0, k_len=None, key_mask=None):
+        n = ops.shape(inputs)[1]
+        q_idxs = ops.arange(n, dtype="int32") + ops.cast(q_offset, "int32")
+        k_idxs = ops.arange(n if k_len is None else k_len, dtype="int32")
+        visible = ops.expand_dims(k_idxs[None, :] <= q_idxs[:, None], 0)
+        if key_mask is not None:
+            visible = _same_validity(visible, key_mask, q_offset, n)
+        return visible
 
     def compute_mask(self, inputs, mask=None):
         return None
 
-    def compute_output_shape(self, input_shape):
-        return (1, input_shape[1], input_shape[1])
+    def compute_output_spec(self, inputs, q_offset=0, k_len=None, key_mask=None):
+        n = inputs.shape[1]
+        batch = 1 if key_mask is None else inputs.shape[0]
+        return keras.KerasTensor((batch, n, n if k_len is None else k_len), dtype="bool")
 
 
 @register
 class UniLMMask(CausalMask):
     """Segment ids (b, n) -> bool (b, n, n): segment 0 is bidirectional, segment 1
-    is causal and sees all of segment 0 (UniLM, arXiv:1905.03197)."""
+    is causal and sees all of segment 0 (UniLM, arXiv:1905.03197).
 
-    def call(self, inputs):
-        idxs = ops.cumsum(ops.cast(inputs, "int32"), axis=1)
-        return idxs[:, None, :] <= idxs[:, :, None]
+    Key j is visible from position p when ``cumsum(segments)[j] <= cumsum(segments)[p]``.
+    Step-wise decoding passes the segment ids of the whole cache as ``k_segment_ids``
+    (b, k_len; future slots as segment 1) and the queries' first position as
+    ``q_offset``; for a target-segment query this is the causal mask. ``key_mask``
+    as for :class:`CausalMask`.
+    """
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], input_shape[1])
+    def call(self, inputs, q_offset=0, k_segment_ids=None, key_mask=None):
+        n = ops.shape(inputs)[1]
+        if k_segment_ids is None:
+            k_idxs = q_idxs = ops.cumsum(ops.cast(inputs, "int32"), axis=1)
+        else:
+            k_idxs = ops.cumsum(ops.cast(k_segment_ids, "int32"), axis=1)
+            positions = ops.arange(n, dtype="int32") + ops.cast(q_offset, "int32")
+            q_idxs = ops.take(k_idxs, positions, axis=1)
+        visible = k_idxs[:, None, :] <= q_idxs[:, :, None]
+        if key_mask is not None:
+            visible = _same_validity(visible, key_mask, q_offset, n)
+        return visible
+
+    def compute_output_spec(self, inputs, q_offset=0, k_segment_ids=None, key_mask=None):
+        keys = inputs if k_segment_ids is None else k_segment_ids
+        return keras.KerasTensor((inputs.shape[0], inputs.shape[1], keys.shape[1]), dtype="bool")
 
 
 @register

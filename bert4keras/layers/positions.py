@@ -3,6 +3,7 @@ source) and clipped relative positions (NEZHA, arXiv:1803.02155)."""
 
 from __future__ import annotations
 
+import keras
 from keras import initializers, ops
 
 from bert4keras.backend import sinusoidal_embeddings
@@ -33,11 +34,14 @@ class SinusoidalPositionEmbedding(Layer):
             return None if mask is None else mask[0]
         return mask
 
-    def call(self, inputs):
+    def call(self, inputs, q_offset=0):
+        """``q_offset`` (a scalar or one per row) is the position of the first token, for
+        step-wise decoding and left-padded batches."""
         if self.custom_position_ids:
             inputs, position_ids = inputs
         else:
-            position_ids = ops.expand_dims(ops.arange(ops.shape(inputs)[1]), 0)
+            position_ids = (ops.reshape(ops.cast(q_offset, "int32"), (-1, 1))
+                            + ops.arange(ops.shape(inputs)[1], dtype="int32")[None])
         embeddings = ops.cast(sinusoidal_embeddings(position_ids, self.output_dim), inputs.dtype)
         if self.merge_mode == "add":
             return inputs + embeddings
@@ -45,8 +49,7 @@ class SinusoidalPositionEmbedding(Layer):
             return inputs * (embeddings + 1.0)
         if self.merge_mode == "zero":
             return embeddings
-        if not self.custom_position_ids:
-            embeddings = ops.tile(embeddings, [ops.shape(inputs)[0], 1, 1])
+        embeddings = ops.broadcast_to(embeddings, tuple(ops.shape(inputs)[:2]) + (self.output_dim,))
         return ops.concatenate([inputs, embeddings], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -88,16 +91,23 @@ class RelativePositionEmbedding(Layer):
             initializer=self.embeddings_initializer,
         )
 
-    def compute_position_ids(self, inputs):
-        """Row indices into the table: ``clip(k - q, -max, max) + max``."""
+    def compute_position_ids(self, inputs, q_offset=0, k_len=None):
+        """Row indices into the table: ``clip(k - q, -max, max) + max``, for queries at
+        ``q_offset + i`` and keys at ``j < k_len`` (default: the length of ``k``)."""
         q, k = inputs
-        q_idxs = ops.arange(ops.shape(q)[1], dtype="int32")[:, None]
-        k_idxs = ops.arange(ops.shape(k)[1], dtype="int32")[None, :]
+        q_idxs = ops.arange(ops.shape(q)[1], dtype="int32")[:, None] + ops.cast(q_offset, "int32")
+        k_idxs = ops.arange(ops.shape(k)[1] if k_len is None else k_len, dtype="int32")[None, :]
         max_distance = (self.input_dim - 1) // 2
         return ops.clip(k_idxs - q_idxs, -max_distance, max_distance) + max_distance
 
-    def call(self, inputs):
-        return ops.take(self.embeddings, self.compute_position_ids(inputs), axis=0)
+    def call(self, inputs, q_offset=0, k_len=None):
+        """``q_offset``/``k_len``: the first query's position and the number of keys
+        (a cache's size), for step-wise decoding."""
+        return ops.take(self.embeddings, self.compute_position_ids(inputs, q_offset, k_len), axis=0)
+
+    def compute_output_spec(self, inputs, q_offset=0, k_len=None):
+        k = inputs[1].shape[1] if k_len is None else k_len
+        return keras.KerasTensor((inputs[0].shape[1], k, self.output_dim), dtype=self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
         return None

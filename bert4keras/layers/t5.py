@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import keras
 from keras import initializers, ops
 
 from bert4keras.layers.core import Layer, register
@@ -63,10 +64,16 @@ class RelativePositionEmbeddingT5(Layer):
         relative = ops.clip(k_idxs[None, :] - q_idxs[:, None], -self.max_distance, self.max_distance)
         return ops.take(ops.convert_to_tensor(self.bucket_table), relative + self.max_distance, axis=0)
 
-    def call(self, inputs, q_offset=0):
+    def call(self, inputs, q_offset=0, k_len=None):
+        """``k_len``: the number of keys when they live in a cache rather than in ``k``."""
         q, k = inputs
-        position_ids = self.compute_position_ids(ops.shape(q)[1], ops.shape(k)[1], q_offset)
+        position_ids = self.compute_position_ids(
+            ops.shape(q)[1], ops.shape(k)[1] if k_len is None else k_len, q_offset)
         return ops.take(self.embeddings, position_ids, axis=0)
+
+    def compute_output_spec(self, inputs, q_offset=0, k_len=None):
+        k = inputs[1].shape[1] if k_len is None else k_len
+        return keras.KerasTensor((inputs[0].shape[1], k, self.output_dim), dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][1], input_shape[1][1], self.output_dim)

@@ -126,6 +126,7 @@ class Transformer:
         outputs = self.call(inputs)
         self.set_outputs(outputs)
         self.model = TransformerModel(self.inputs, self.output, name=self.name)
+        self.model.transformer = self  # for model.generate()
         self.built = True
 
     def call(self, inputs):
@@ -176,6 +177,8 @@ class Transformer:
         return self._call_layer(target, name, inputs, arguments)
 
     def _call_layer(self, target, name, inputs, arguments):
+        if self.decoding is not None:
+            return self.decoding.call_layer(target, inputs, arguments)
         if isinstance(target, MultiHeadAttention) and self.residual_attention_scores:
             return self._apply_residual_attention(target, name, inputs, arguments)
         return target(inputs, **arguments)
@@ -196,6 +199,61 @@ class Transformer:
         o, a = target(inputs, **arguments)
         self.attention_scores = a
         return o
+
+    # ------------------------------------------------------------------ cached decoding
+
+    decoding = None
+    """A :class:`DecodingContext` while :meth:`build_cache_model` runs the hooks, else None."""
+
+    def build_cache_model(self, max_length: int) -> keras.Model:
+        """A functional step model for cached decoding, built by the same hooks and layers.
+
+        Inputs: step token ids (b, s), [step segment ids (b, s)], [the whole cache's
+        segment ids (b, max_length), UniLM only], the cache write index (a scalar),
+        positions of the step's first token (b,), the key padding mask
+        (b, max_length), then one (k, v) pair of caches (b, max_length, heads, size)
+        per attention call. Outputs: the logits (b, s, vocab) (the input of a final
+        softmax, if any) and the updated caches, in the same order.
+        """
+        decoder = getattr(self, "_decoder", None)  # an encoder-decoder caches its decoder
+        if decoder is not None:
+            return decoder.build_cache_model(max_length)
+        if self.residual_attention_scores:
+            raise ValueError(f"{type(self).__name__}: cached decoding does not support "
+                             "residual_attention_scores (RealFormer)")
+        if any(isinstance(layer, GatedAttentionUnit) for layer in self.layers.values()):
+            raise ValueError(f"{type(self).__name__}: cached decoding does not support "
+                             "GatedAttentionUnit layers")
+        if not isinstance(self, (LM_Mask, UniLM_Mask)):
+            raise ValueError(f"{type(self).__name__} is not a decoder: build it with "
+                             "application='lm' or 'unilm' (or use a GPT/T5 decoder)")
+        if self.layer_norm_conds[0] is not None:
+            raise ValueError(f"{type(self).__name__}: cached decoding does not support "
+                             "layer_norm_cond (conditional LayerNorm)")
+        inputs = [keras.Input((None,) + tuple(t.shape[2:]), dtype=t.dtype, name=t.name)
+                  for t in self.inputs]
+        kinds = ["context" if len(t.shape) == 3 else "segments" if "Segment" in t.name
+                 else "tokens" for t in self.inputs]
+        decoding = DecodingContext(max_length, unilm=isinstance(self, UniLM_Mask),
+                                   context=inputs[kinds.index("context")] if "context" in kinds else None)
+        self.decoding = decoding
+        try:  # call() starts a fresh graph: the hooks read these inputs, not self.inputs
+            outputs = self.call(inputs if len(inputs) > 1 else inputs[0])
+        finally:
+            self.decoding = None
+        logits = outputs[-1] if isinstance(outputs, list) else outputs
+        producer = logits._keras_history.operation
+        if isinstance(producer, keras.layers.Activation) \
+                and getattr(producer.activation, "__name__", "") == "softmax":
+            logits = producer._inbound_nodes[-1].input_tensors[0]
+        caches = [c for pair in decoding.caches for c in pair]
+        updated = [c for pair in decoding.updated for c in pair]
+        step_inputs = inputs + decoding.inputs() + caches
+        model = keras.Model(step_inputs, [logits] + updated, name=f"{self.name or 'model'}_step")
+        model.cache_shapes = [tuple(c.shape[1:]) for c in caches]
+        model.input_kinds = kinds + decoding.input_kinds()
+        model.unilm = decoding.unilm
+        return model
 
     # ------------------------------------------------------------------ block kit
 
@@ -472,6 +530,70 @@ class Transformer:
             else:
                 value = value * np.sqrt(v_shape[0] / w_shape[0])
         return value
+
+
+class DecodingContext:
+    """What the hooks' layers need while a cached step graph is built: the cache write
+    index, the positions of the step's tokens, the key padding mask and one (k, v)
+    cache per attention call (ALBERT's shared layer gets one per block)."""
+
+    def __init__(self, max_length: int, unilm: bool = False, context=None):
+        self.max_length = max_length
+        self.unilm = unilm
+        self.context = context
+        self.context_mask = (keras.Input((1, None), dtype="bool", name="Context-Mask")
+                             if context is not None else None)
+        self.index = keras.Input(batch_shape=(), dtype="int32", name="Cache-Index")
+        self.positions = keras.Input(batch_shape=(None,), dtype="int32", name="Step-Position")
+        self.key_mask = keras.Input((max_length,), dtype="bool", name="Key-Mask")
+        self.segment_ids = (keras.Input((max_length,), dtype="int32", name="Cache-Segment")
+                            if unilm else None)
+        self.caches, self.updated = [], []
+
+    def inputs(self) -> list:
+        extra = [self.segment_ids] if self.unilm else []
+        extra += [self.context_mask] if self.context is not None else []
+        return extra + [self.index, self.positions, self.key_mask]
+
+    def input_kinds(self) -> list[str]:
+        extra = ["cache_segments"] if self.unilm else []
+        extra += ["context_mask"] if self.context is not None else []
+        return extra + ["index", "positions", "key_mask"]
+
+    def call_layer(self, target, inputs, arguments: dict):
+        """Call ``target`` with the step arguments its kind needs; attention gets a cache."""
+        from bert4keras.layers.attention import AttentionStep
+        from bert4keras.layers import (
+            CausalMask, PositionEmbedding, RelativePositionEmbedding, RelativePositionEmbeddingT5,
+            SinusoidalPositionEmbedding, UniLMMask,
+        )
+
+        arguments = dict(arguments)
+        if isinstance(target, UniLMMask):
+            arguments.update(q_offset=self.index, k_segment_ids=self.segment_ids,
+                             key_mask=self.key_mask)
+        elif isinstance(target, CausalMask):
+            arguments.update(q_offset=self.index, k_len=self.max_length, key_mask=self.key_mask)
+        elif isinstance(target, (PositionEmbedding, SinusoidalPositionEmbedding)) \
+                and not target.custom_position_ids:
+            arguments.update(q_offset=self.positions)
+        elif isinstance(target, (RelativePositionEmbedding, RelativePositionEmbeddingT5)):
+            cross = inputs[1] is self.context  # keys: the encoder output, not the cache
+            arguments.update(q_offset=self.index, k_len=None if cross else self.max_length)
+        elif isinstance(target, MultiHeadAttention) and inputs[1] is self.context:
+            # cross-attention over the encoder output, masked by its padding
+            inputs = list(inputs[:3]) + [self.context_mask] + list(inputs[3:])
+            arguments["a_bias"] = True
+        elif isinstance(target, MultiHeadAttention):
+            cache = [keras.Input((self.max_length, target.heads, size), dtype=target.compute_dtype,
+                                 name=f"Cache-{len(self.caches)}-{kind}")
+                     for kind, size in (("k", target.key_size), ("v", target.head_size))]
+            self.caches.append(cache)
+            step = AttentionStep(target, name=f"{target.name}-Step-{len(self.caches) - 1}")
+            outputs, cache = step(inputs, cache=cache, cache_index=self.index, **arguments)
+            self.updated.append(cache)
+            return outputs
+        return target(inputs, **arguments)
 
 
 class LM_Mask:

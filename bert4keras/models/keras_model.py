@@ -75,6 +75,17 @@ class TransformerModel(Keras2ModelMixin, keras.Model):
                 self.check_inputs(batch)
             yield batch
 
+    def generate(self, inputs, max_new_tokens: int, *, num_beams: int = 1, top_k: int | None = None,
+                 top_p: float | None = None, temperature: float = 1.0, end_id: int | None = None,
+                 min_new_tokens: int = 0, seed: int | None = None, stream: bool = False):
+        """New token ids for each prompt (lists of ids), decoded with a key/value cache;
+        see :func:`bert4keras.generation.generate` and docs/generation.md."""
+        from bert4keras.generation import generate
+
+        return generate(self, inputs, max_new_tokens, num_beams=num_beams, top_k=top_k,
+                        top_p=top_p, temperature=temperature, end_id=end_id,
+                        min_new_tokens=min_new_tokens, seed=seed, stream=stream)
+
     def check_inputs(self, x) -> None:
         """Raise ``ValueError`` when numpy ``x`` (an array, a list or a dict of arrays) would
         make the model fail or silently compute garbage: a missing input, an empty batch,

@@ -336,4 +336,5 @@ class T5(T5_Base):
         self.set_inputs(self.encoder.inputs + self.decoder.inputs[1:])
         self.set_outputs(self._decoder.call(self.encoder.outputs + self.decoder.inputs[1:]))
         self.model = TransformerModel(self.inputs, self.output, name=self.name)
+        self.model.transformer = self  # for model.generate()
         self.built = True

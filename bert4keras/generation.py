@@ -1,0 +1,657 @@
+"""Autoregressive decoding: bert4keras's ``AutoRegressiveDecoder`` (beam search and
+random sampling around a user-defined ``predict``), with a cheap ``last_token``.
+
+This module takes models by duck type (a Keras functional model) and imports
+nothing from ``bert4keras.models``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable numpy softmax (keeps the input's dtype)."""
+    x = np.exp(x - x.max(axis=axis, keepdims=True))
+    return x / x.sum(axis=axis, keepdims=True)
+
+
+def _bucket(n: int) -> int:
+    """Round a length up so that few distinct lengths reach the compiler (<= 25% padding)."""
+    if n <= 16:
+        return 16
+    step = max(16, 2 ** (int(math.log2(n)) - 2))
+    return -(-n // step) * step
+
+
+class LastTokenModel:
+    """``model``'s outputs at the last position of the sequence inputs, computed cheaply.
+
+    The variable-length token inputs (rank-2 integer inputs whose length is not fixed
+    by the model) are padded with 0 up to a length bucket and the batch up to a power
+    of two, so one compiled function serves many steps; the output is gathered at the
+    last real position. Trailing 0-padding is what ``sequence_padding`` feeds every
+    bert4keras model, so real positions do not change. On JAX the forward pass is a
+    jitted ``stateless_call`` taking the current weights (training between calls is
+    seen); elsewhere the model is called directly, without ``predict``'s data adapter.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._jitted = None
+        self.max_length = None
+        for layer in _walk_layers(model):
+            if type(layer).__name__ == "PositionEmbedding" and not layer.hierarchical \
+                    and not layer.custom_position_ids:
+                self.max_length = min(self.max_length or layer.input_dim, layer.input_dim)
+
+    def predict(self, x, batch_size=None, verbose=None, **kwargs):
+        """Outputs at the last position, as numpy (a list when the model has several)."""
+        arrays = [np.asarray(a) for a in (x if isinstance(x, (list, tuple)) else [x])]
+        if len(arrays) != len(self.model.inputs):
+            raise ValueError(f"model {self.model.name!r} takes {len(self.model.inputs)} "
+                             f"input(s), got {len(arrays)}")
+        seq = [i for i, (a, t) in enumerate(zip(arrays, self.model.inputs))
+               if a.ndim == 2 and a.dtype.kind in "iu" and len(t.shape) == 2 and t.shape[1] is None]
+        lengths = {arrays[i].shape[1] for i in seq}
+        batch = arrays[0].shape[0]
+        if len(lengths) == 1 and 0 not in lengths:
+            length = lengths.pop()
+            padded = _bucket(length)
+            if self.max_length is not None:
+                padded = max(length, min(padded, self.max_length))
+            for i in seq:
+                arrays[i] = np.pad(arrays[i], ((0, 0), (0, padded - length)))
+            index = length - 1
+        else:
+            padded, index = None, -1
+        rows = 1 << max(batch - 1, 0).bit_length()
+        if rows != batch:
+            arrays = [np.pad(a, [(0, rows - batch)] + [(0, 0)] * (a.ndim - 1), mode="edge")
+                      for a in arrays]
+        outputs = self._run(arrays, index, padded)
+        outputs = [np.asarray(o)[:batch] for o in outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    __call__ = predict
+
+    def _run(self, arrays, index, padded):
+        backend = keras.backend.backend()
+        if backend == "jax":
+            if self._jitted is None:
+                self._jitted = self._make_jax_fn()
+            trainable = [v.value for v in self.model.trainable_variables]
+            non_trainable = [v.value for v in self.model.non_trainable_variables]
+            return self._jitted(trainable, non_trainable, arrays, np.int32(index))
+        if backend == "torch":
+            import torch
+
+            with torch.no_grad():
+                outputs = self.model(arrays, training=False)
+        else:
+            outputs = self.model(arrays, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [keras.ops.convert_to_numpy(o[:, index]) for o in outputs]
+
+    def _make_jax_fn(self):
+        import jax
+
+        model = self.model
+
+        def run(trainable, non_trainable, arrays, index):
+            outputs, _ = model.stateless_call(trainable, non_trainable, arrays, training=False)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            return [o[:, index] for o in outputs]
+
+        return jax.jit(run)
+
+
+def _walk_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _walk_layers(layer)
+
+
+class AutoRegressiveDecoder:
+    """Base class of autoregressive decoders (bert4keras 0.11.5's API and results).
+
+    Subclass it, define ``predict(self, inputs, output_ids, states)`` decorated with
+    :meth:`wraps`, and call :meth:`beam_search` or :meth:`random_sample`.
+    ``start_id=None`` starts from an empty output; ``maxlen`` bounds the number of
+    generated tokens and ``minlen`` the output length (start token included) before
+    an end token may finish a sequence.
+    """
+
+    def __init__(self, start_id: int | None, end_id: int | None, maxlen: int, minlen: int = 1):
+        self.start_id = start_id
+        self.end_id = end_id
+        self.maxlen = maxlen
+        self.minlen = minlen
+        self.models = {}
+        if start_id is None:
+            self.first_output_ids = np.empty((1, 0), dtype=int)
+        else:
+            self.first_output_ids = np.array([[start_id]])
+
+    @staticmethod
+    def wraps(default_rtype: str = "probas", use_states: bool = False) -> Callable:
+        """Decorate ``predict``: adds ``temperature`` and ``rtype`` arguments.
+
+        ``default_rtype`` says what ``predict`` returns ('probas': normalised
+        probabilities, 'logits': pre-softmax scores); ``use_states`` that it returns
+        ``(scores, states)``. The wrapped function returns ``(probas, states)`` for
+        ``rtype='probas'`` and ``(log probas, states)`` for ``rtype='logits'``.
+        """
+        if default_rtype not in ("probas", "logits"):
+            raise ValueError(f"default_rtype must be 'probas' or 'logits', got {default_rtype!r}")
+
+        def decorator(predict):
+            @functools.wraps(predict)
+            def new_predict(self, inputs, output_ids, states, temperature=1, rtype=default_rtype):
+                if rtype not in ("probas", "logits"):
+                    raise ValueError(f"rtype must be 'probas' or 'logits', got {rtype!r}")
+                prediction = predict(self, inputs, output_ids, states)
+                scores, states = prediction if use_states else (prediction, None)
+                if default_rtype == "logits":
+                    scores = softmax(scores / temperature)
+                elif temperature != 1:
+                    scores = np.power(scores, 1.0 / temperature)
+                    scores = scores / scores.sum(axis=-1, keepdims=True)
+                if rtype == "probas":
+                    return scores, states
+                return np.log(scores + 1e-12), states
+
+            return new_predict
+
+        return decorator
+
+    def last_token(self, model) -> LastTokenModel:
+        """A callable with ``.predict`` giving ``model``'s outputs at the last position
+        (cached per model; see :class:`LastTokenModel`)."""
+        if model not in self.models:
+            self.models[model] = LastTokenModel(model)
+        return self.models[model]
+
+    def predict(self, inputs, output_ids, states=None):
+        """Scores of the next token for each row of ``output_ids``: define it in a subclass,
+        decorated with :meth:`wraps`."""
+        raise NotImplementedError(f"{type(self).__name__} must define predict(), "
+                                  f"decorated with AutoRegressiveDecoder.wraps")
+
+    def beam_search(self, inputs: Sequence, topk: int, states=None, temperature: float = 1,
+                    min_ends: int = 1) -> np.ndarray:
+        """The best sequence of a beam search keeping ``topk`` candidates.
+
+        A candidate is finished once it holds ``min_ends`` end tokens and ends with
+        one; the search stops as soon as the best-scoring candidate is finished,
+        otherwise finished candidates leave the beam (which shrinks accordingly).
+        """
+        if topk < 1:
+            raise ValueError(f"beam_search: topk must be >= 1, got {topk}")
+        inputs = [np.array([i]) for i in inputs]
+        output_ids, output_scores = self.first_output_ids, np.zeros(1)
+        for step in range(self.maxlen):
+            scores, states = self.predict(inputs, output_ids, states, temperature, "logits")
+            if step == 0:
+                inputs = [np.repeat(i, topk, axis=0) for i in inputs]
+            scores = output_scores.reshape((-1, 1)) + scores
+            indices = scores.argpartition(-topk, axis=None)[-topk:]
+            rows = indices // scores.shape[1]
+            columns = (indices % scores.shape[1]).reshape((-1, 1))
+            output_ids = np.concatenate([output_ids[rows], columns], 1)
+            output_scores = np.take_along_axis(scores, indices, axis=None)
+            is_end = output_ids[:, -1] == self.end_id
+            end_counts = (output_ids == self.end_id).sum(1)
+            if output_ids.shape[1] >= self.minlen:
+                best = output_scores.argmax()
+                if is_end[best] and end_counts[best] >= min_ends:
+                    return output_ids[best]
+                unfinished = ~is_end | (end_counts < min_ends)
+                if not unfinished.all():
+                    inputs = [i[unfinished] for i in inputs]
+                    output_ids = output_ids[unfinished]
+                    output_scores = output_scores[unfinished]
+                    topk = unfinished.sum()
+        return output_ids[output_scores.argmax()]
+
+    def cached_beam_search(self, model, token_ids: Sequence[int], topk: int = 1) -> np.ndarray:
+        """``beam_search`` through ``model.generate``'s cached engine (``model`` from
+        ``build_transformer_model`` with ``application='lm'``/``'unilm'``, or a GPT): the
+        prompt is ``token_ids`` (UniLM: the source, segment 0), then ``start_id`` if set.
+        Differs from ``beam_search`` only in that finished beams stay in the beam."""
+        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
+        return np.array(model.generate([prompt], self.maxlen, num_beams=topk, end_id=self.end_id,
+                                       min_new_tokens=self._min_new_tokens())[0])
+
+    def _min_new_tokens(self) -> int:
+        """``minlen`` counts the output with its start token; the end token may come once
+        the output is that long (the engine blocks it before, rather than ignoring it)."""
+        return max(self.minlen - 1 - (self.start_id is not None), 0)
+
+    def cached_random_sample(self, model, token_ids: Sequence[int], n: int, topk: int | None = None,
+                             topp: float | None = None, temperature: float = 1,
+                             seed: int = 0) -> list[np.ndarray]:
+        """``random_sample`` through ``model.generate``'s cached engine (its own seeded RNG,
+        not ``np.random``): ``n`` samples of the prompt, as in :meth:`cached_beam_search`."""
+        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
+        outputs = model.generate([prompt] * n, self.maxlen, top_k=topk, top_p=topp,
+                                 temperature=temperature, end_id=self.end_id,
+                                 min_new_tokens=self._min_new_tokens(), seed=seed)
+        return [np.array(ids) for ids in outputs]
+
+    def random_sample(self, inputs: Sequence, n: int, topk: int | None = None,
+                      topp: float | None = None, states=None, temperature: float = 1,
+                      min_ends: int = 1) -> list[np.ndarray]:
+        """``n`` sequences sampled with ``np.random`` (seed it for reproducibility).
+
+        ``topk`` samples among the k most probable tokens; ``topp`` among the most
+        probable ones whose mass first reaches ``topp`` (nucleus sampling). Finished
+        sequences are returned in the order they finish, the unfinished ones last.
+        """
+        if n < 1:
+            raise ValueError(f"random_sample: n must be >= 1, got {n}")
+        if topp is not None and not 0 < topp <= 1:
+            raise ValueError(f"random_sample: topp must be in (0, 1], got {topp}")
+        inputs = [np.array([i]) for i in inputs]
+        output_ids = self.first_output_ids
+        results = []
+        for step in range(self.maxlen):
+            probas, states = self.predict(inputs, output_ids, states, temperature, "probas")
+            probas = probas / probas.sum(axis=1, keepdims=True)
+            if step == 0:
+                probas = np.repeat(probas, n, axis=0)
+                inputs = [np.repeat(i, n, axis=0) for i in inputs]
+                output_ids = np.repeat(output_ids, n, axis=0)
+            if topk is not None:
+                k_indices = probas.argpartition(-topk, axis=1)[:, -topk:]
+                probas = np.take_along_axis(probas, k_indices, axis=1)
+                probas /= probas.sum(axis=1, keepdims=True)
+            if topp is not None:
+                p_indices = probas.argsort(axis=1)[:, ::-1]
+                probas = np.take_along_axis(probas, p_indices, axis=1)
+                # keep the most probable tokens up to and including the one reaching topp
+                beyond = np.roll(np.cumsum(probas, axis=1) >= topp, 1, axis=1)
+                beyond[:, 0] = False
+                probas[beyond] = 0
+                probas /= probas.sum(axis=1, keepdims=True)
+            sample_ids = np.array([np.random.choice(len(p), p=p) for p in probas]).reshape((-1, 1))
+            if topp is not None:
+                sample_ids = np.take_along_axis(p_indices, sample_ids, axis=1)
+            if topk is not None:
+                sample_ids = np.take_along_axis(k_indices, sample_ids, axis=1)
+            output_ids = np.concatenate([output_ids, sample_ids], 1)
+            is_end = output_ids[:, -1] == self.end_id
+            end_counts = (output_ids == self.end_id).sum(1)
+            if output_ids.shape[1] >= self.minlen:
+                finished = is_end & (end_counts >= min_ends)
+                if finished.any():
+                    results.extend(output_ids[finished])
+                    inputs = [i[~finished] for i in inputs]
+                    output_ids = output_ids[~finished]
+                    if len(output_ids) == 0:
+                        break
+        results.extend(output_ids)
+        return results
+
+
+# ------------------------------------------------------------------ the cached engine
+#
+# Prompts are left-padded to a common length P, so every row's newest token sits in
+# the same cache slot: one scalar write index serves the batch, per-row positions
+# (slot - padding) feed absolute position embeddings, and the key padding mask hides
+# the padding slots. The caches have a fixed size, so one compiled step serves every
+# step; on JAX the whole loop runs inside one ``jit`` (``lax.while_loop``).
+
+
+def filter_top_k(logits, k: int):
+    """Keep the ``k`` largest logits of each row, -inf elsewhere."""
+    kth = ops.top_k(logits, k)[0][:, -1:]
+    return ops.where(logits < kth, -np.inf, logits)
+
+
+def filter_top_p(logits, p: float):
+    """Keep the most probable tokens whose mass first reaches ``p`` (nucleus), -inf elsewhere."""
+    sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)
+    probas = ops.softmax(sorted_logits, axis=-1)
+    kept = ops.cumsum(probas, axis=-1) - probas < p  # mass of the more probable ones < p
+    cutoff = ops.min(ops.where(kept, sorted_logits, np.inf), axis=-1, keepdims=True)
+    return ops.where(logits < cutoff, -np.inf, logits)
+
+
+def sample_from_logits(logits, uniform):
+    """One token per row drawn from ``softmax(logits)`` (Gumbel-max with ``uniform`` noise)."""
+    gumbel = -ops.log(-ops.log(ops.clip(uniform, 1e-20, 1.0 - 1e-7)))
+    return ops.argmax(logits + gumbel, axis=-1)
+
+
+def beam_candidates(scores, logprobs, num_beams: int):
+    """Best ``num_beams`` continuations per prompt: (scores, source beam, token), (b, beams) each."""
+    vocab = ops.shape(logprobs)[-1]
+    total = ops.reshape(scores[:, :, None] + ops.reshape(logprobs, (-1, num_beams, vocab)),
+                        (-1, num_beams * vocab))
+    top_scores, flat = ops.top_k(total, num_beams)
+    return top_scores, flat // vocab, flat % vocab
+
+
+class GenerationEngine:
+    """Cached generation with a transformer's step model (see ``Transformer.build_cache_model``)."""
+
+    def __init__(self, transformer, max_length: int):
+        self.transformer = transformer
+        self.max_length = max_length
+        self.model = transformer.build_cache_model(max_length)
+        self.encoder = getattr(transformer, "encoder", None)  # T5: run once per prompt batch
+        self.unilm = self.model.unilm
+        self.vocab_size = transformer.vocab_size
+        self._compiled = {}
+
+    def variables(self) -> list:
+        """Current weight values of the step model (and encoder), for ``stateless_call``."""
+        models = [self.model] + ([self.encoder] if self.encoder is not None else [])
+        return [([v.value for v in m.trainable_variables],
+                 [v.value for v in m.non_trainable_variables]) for m in models]
+
+    @staticmethod
+    def _call(model, variables, inputs):
+        inputs = [ops.convert_to_tensor(x) for x in inputs]
+        if variables is None:
+            return model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        outputs, _ = model.stateless_call(variables[0], variables[1],
+                                          inputs if len(inputs) > 1 else inputs[0], training=False)
+        return outputs
+
+    def _step(self, variables, feed: dict, caches):
+        """One pass of the step model; ``feed`` holds its inputs by kind. Returns the last
+        position's logits and the updated caches."""
+        inputs = [feed[kind] for kind in self.model.input_kinds] + list(caches)
+        outputs = self._call(self.model, None if variables is None else variables[0], inputs)
+        return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:])
+
+    def _constants(self, variables, tokens, pad):
+        """The inputs that stay fixed over the steps: key mask, UniLM cache segments, and
+        for T5 the encoder output and its padding mask."""
+        rows = ops.shape(tokens)[0]
+        if self.encoder is not None:
+            valid = ops.not_equal(tokens, 0)
+            valid = ops.concatenate([ops.ones_like(valid[:, :1]), valid[:, 1:]], axis=1)
+            context = self._call(self.encoder, None if variables is None else variables[1], [tokens])
+            return {"context": context, "context_mask": valid[:, None, :], "pad": pad,
+                    "key_mask": ops.ones((rows, self.max_length), "bool")}
+        prompt_length = ops.shape(tokens)[1]
+        segments = ops.cast(ops.arange(self.max_length) >= prompt_length, "int32")
+        return {"key_mask": ops.arange(self.max_length)[None, :] >= pad[:, None], "pad": pad,
+                "cache_segments": ops.broadcast_to(segments[None], (rows, self.max_length))}
+
+    def _next(self, variables, constants: dict, token, index, caches):
+        """Run one new token per row, written at cache slot ``index``."""
+        feed = {**constants, "tokens": token, "index": index,
+                "segments": ops.full(ops.shape(token), 1 if self.unilm else 0, dtype="int32"),
+                "positions": index - constants["pad"]}
+        return self._step(variables, feed, caches)
+
+    def _prefill(self, variables, tokens, constants, caches):
+        """Run the prompt (T5: the start token) through the step model at index 0."""
+        if self.encoder is not None:
+            tokens = ops.zeros((ops.shape(tokens)[0], 1), "int32")  # T5's start id
+        feed = {**constants, "tokens": tokens, "segments": ops.zeros_like(tokens),
+                "index": ops.convert_to_tensor(0, "int32"), "positions": -constants["pad"]}
+        return self._step(variables, feed, caches)
+
+    def _choose(self, state, options, noise):
+        """Pick step ``t``'s tokens from ``state['logits']`` and record them."""
+        t, logits, finished = state["t"], state["logits"], state["finished"]
+        end_id, beams = options["end_id"], options["num_beams"]
+        if end_id is not None and options["min_new_tokens"]:
+            blocked = ops.logical_and(t < options["min_new_tokens"],
+                                      ops.arange(self.vocab_size) == end_id)
+            logits = ops.where(blocked[None, :], -np.inf, logits)
+        logits = logits / options["temperature"]
+        fill = 0 if end_id is None else end_id
+        if beams == 1:
+            if options["sample"]:
+                if options["top_k"] is not None:
+                    logits = filter_top_k(logits, options["top_k"])
+                if options["top_p"] is not None:
+                    logits = filter_top_p(logits, options["top_p"])
+                token = sample_from_logits(logits, noise(t, ops.shape(logits)))
+            else:
+                token = ops.argmax(logits, axis=-1)
+            token = ops.where(finished, fill, ops.cast(token, "int32"))
+        else:
+            logprobs = ops.log_softmax(logits, axis=-1)
+            if end_id is not None:  # a finished beam keeps its score and repeats end_id
+                frozen = ops.where(ops.arange(self.vocab_size) == end_id, 0.0, -np.inf)
+                logprobs = ops.where(finished[:, None], frozen[None, :], logprobs)
+            scores, beam, token = beam_candidates(state["scores"], logprobs, beams)
+            rows = ops.reshape(ops.arange(ops.shape(scores)[0])[:, None] * beams + beam, (-1,))
+            state = {**state, "scores": scores,
+                     "caches": [ops.take(c, rows, axis=0) for c in state["caches"]],
+                     "out": ops.take(state["out"], rows, axis=0),
+                     "finished": ops.take(finished, rows, axis=0)}
+            token = ops.cast(ops.reshape(token, (-1,)), "int32")
+        finished = state["finished"]
+        if end_id is not None:
+            finished = ops.logical_or(finished, token == end_id)
+        out = ops.slice_update(state["out"], (0, t), token[:, None])
+        return {**state, "out": out, "finished": finished}
+
+    def _advance(self, variables, state, options, noise, prompt_length):
+        """Feed step ``t``'s tokens through the model, then choose step ``t + 1``'s."""
+        t = state["t"]
+        token = ops.take(state["out"], t, axis=1)[:, None]
+        logits, caches = self._next(variables, state["constants"], token, prompt_length + t,
+                                    state["caches"])
+        state = {**state, "t": t + 1, "logits": logits, "caches": caches}
+        return self._choose(state, options, noise)
+
+    def _start(self, variables, tokens, pad, options, noise):
+        rows = ops.shape(tokens)[0]
+        caches = [ops.zeros((rows,) + shape, dtype=self.model.outputs[1 + i].dtype)
+                  for i, shape in enumerate(self.model.cache_shapes)]
+        constants = self._constants(variables, tokens, ops.convert_to_tensor(pad, "int32"))
+        logits, caches = self._prefill(variables, tokens, constants, caches)
+        beams = options["num_beams"]
+        scores = ops.cast(ops.where(ops.arange(beams) == 0, 0.0, -np.inf), "float32")
+        state = {"t": ops.convert_to_tensor(0, "int32"), "logits": logits, "caches": caches,
+                 "out": ops.zeros((rows, options["max_new_tokens"]), "int32"),
+                 "finished": ops.zeros((rows,), "bool"), "constants": constants,
+                 "scores": ops.broadcast_to(scores[None], (rows // beams, beams))}
+        return self._choose(state, options, noise)
+
+    def run(self, tokens, pad, options, seed, stream=False):
+        """Generate for padded prompts (rows already repeated per beam); returns the
+        (rows, max_new_tokens) new ids, or, with ``stream``, yields each step's ids."""
+        prompt_length = 1 if self.encoder is not None else tokens.shape[1]
+        if keras.backend.backend() == "jax":
+            return self._run_jax(tokens, pad, options, seed, stream, prompt_length)
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        noise = lambda t, shape: ops.convert_to_tensor(torch.rand(tuple(shape), generator=generator))
+
+        def steps():
+            with torch.no_grad():
+                state = self._start(None, ops.convert_to_tensor(tokens), pad, options, noise)
+                yield state
+                while int(state["t"]) + 1 < options["max_new_tokens"] \
+                        and not bool(ops.all(state["finished"])):
+                    state = self._advance(None, state, options, noise, prompt_length)
+                    yield state
+
+        if stream:
+            return (np.asarray(ops.convert_to_numpy(ops.take(s["out"], s["t"], axis=1)))
+                    for s in steps())
+        for state in steps():
+            pass
+        return ops.convert_to_numpy(state["out"])
+
+    def _run_jax(self, tokens, pad, options, seed, stream, prompt_length):
+        import jax
+
+        key = jax.random.PRNGKey(seed)
+        variables = self.variables()
+        static = (prompt_length,) + tuple(sorted(options.items()))
+        cond = lambda state: jax.numpy.logical_and(state["t"] + 1 < options["max_new_tokens"],
+                                                   ~jax.numpy.all(state["finished"]))
+
+        def noise_from(key):
+            return lambda t, shape: jax.random.uniform(jax.random.fold_in(key, t), tuple(shape))
+
+        if not stream:
+            if static not in self._compiled:
+                def loop(variables, key, tokens, pad):
+                    noise = noise_from(key)
+                    state = self._start(variables, tokens, pad, options, noise)
+                    body = lambda s: self._advance(variables, s, options, noise, prompt_length)
+                    return jax.lax.while_loop(cond, body, state)["out"]
+
+                self._compiled[static] = jax.jit(loop)
+            return np.asarray(self._compiled[static](variables, key, tokens, pad))
+
+        def generator():
+            noise = noise_from(key)
+            start = jax.jit(lambda v, x, p: self._start(v, x, p, options, noise))
+            advance = jax.jit(lambda v, s: self._advance(v, s, options, noise, prompt_length))
+            state = start(variables, tokens, pad)
+            yield np.asarray(state["out"][:, int(state["t"])])
+            while bool(cond(state)):
+                state = advance(variables, state)
+                yield np.asarray(state["out"][:, int(state["t"])])
+
+        return generator()
+
+
+def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num_beams: int = 1,
+             top_k: int | None = None, top_p: float | None = None, temperature: float = 1.0,
+             end_id: int | None = None, min_new_tokens: int = 0, seed: int | None = None,
+             stream: bool = False):
+    """New token ids for each prompt of ``inputs`` (lists of ids, any lengths), with a cache.
+
+    Greedy by default; ``top_k``/``top_p``/``temperature`` sample (seeded by ``seed``);
+    ``num_beams > 1`` runs beam search (scores are summed log-probabilities, no length
+    penalty; finished beams keep their score). Generation stops at ``end_id`` (kept in
+    the output) or after ``max_new_tokens``. With ``stream=True`` yields, per step, a
+    list with each prompt's new id (None once a prompt has finished).
+    """
+    transformer = getattr(model, "transformer", None)
+    if transformer is None:
+        raise ValueError(f"model {getattr(model, 'name', model)!r} has no Transformer behind it: "
+                         "build it with build_transformer_model to use generate()")
+    prompts = [list(map(int, p)) for p in inputs]
+    vocab = transformer.vocab_size
+    if not prompts:
+        raise ValueError("generate: no prompts given")
+    if max_new_tokens < 1:
+        raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
+    if num_beams < 1:
+        raise ValueError(f"generate: num_beams must be >= 1, got {num_beams}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and not 1 <= top_k <= vocab:
+        raise ValueError(f"generate: top_k must be in [1, {vocab}] (the vocabulary size), got {top_k}")
+    if end_id is not None and not 0 <= end_id < vocab:
+        raise ValueError(f"generate: end_id {end_id} is outside the vocabulary [0, {vocab})")
+    if temperature <= 0:
+        raise ValueError(f"generate: temperature must be > 0, got {temperature}")
+    sample = top_k is not None or top_p is not None or seed is not None
+    if num_beams > 1 and (sample or stream):
+        raise ValueError("generate: beam search (num_beams > 1) neither samples nor streams")
+    for i, p in enumerate(prompts):
+        if not p:
+            raise ValueError(f"generate: prompt {i} is empty and this model has no start id")
+        bad = [t for t in p if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"generate: prompt {i} holds token id {bad[0]}, outside the "
+                             f"vocabulary [0, {vocab})")
+    longest = max(map(len, prompts))
+    table = _position_table_size(transformer)
+    if table is not None and longest + max_new_tokens > table:
+        raise ValueError(f"generate: the longest prompt ({longest} tokens) + max_new_tokens "
+                         f"({max_new_tokens}) = {longest + max_new_tokens} exceeds the "
+                         f"{table} positions of this model")
+    length = _bucket(longest)
+    encoder_decoder = getattr(transformer, "encoder", None) is not None
+    tokens = np.zeros((len(prompts), length), "int32")
+    for i, p in enumerate(prompts):  # the encoder's input is right-padded, a decoder's left-padded
+        tokens[i, slice(0, len(p)) if encoder_decoder else slice(length - len(p), None)] = p
+    pad = (length - np.array([len(p) for p in prompts])).astype("int32")
+    if encoder_decoder:
+        pad = np.zeros_like(pad)
+    tokens, pad = np.repeat(tokens, num_beams, axis=0), np.repeat(pad, num_beams, axis=0)
+    engines = transformer.__dict__.setdefault("generation_engines", {})
+    max_length = max_new_tokens if encoder_decoder else length + max_new_tokens
+    if max_length not in engines:
+        engines[max_length] = GenerationEngine(transformer, max_length)
+    options = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "sample": sample,
+               "top_k": top_k, "top_p": top_p, "temperature": float(temperature),
+               "end_id": end_id, "min_new_tokens": min_new_tokens}
+    seed = 0 if seed is None else seed
+    result = engines[max_length].run(tokens, pad, options, seed, stream)
+    if stream:
+        return _stream_ids(result, end_id)
+    return [_until_end(row, end_id) for row in result[::num_beams]]
+
+
+def _until_end(row, end_id) -> list[int]:
+    row = [int(t) for t in row]
+    return row[:row.index(end_id) + 1] if end_id in row else row
+
+
+def _stream_ids(steps, end_id):
+    finished = None
+    for ids in steps:
+        ids = [int(t) for t in ids]
+        if finished is None:
+            finished = [False] * len(ids)
+        yield [None if done else t for t, done in zip(ids, finished)]
+        finished = [done or t == end_id for t, done in zip(ids, finished)]
+
+
+def _position_table_size(transformer) -> int | None:
+    layer = transformer.layers.get(transformer.prefixed("Embedding-Position"))
+    if layer is None or getattr(layer, "hierarchical", None) or not hasattr(layer, "input_dim"):
+        return None
+    return layer.input_dim
+
+
+def stream_text(stream, tokenizer):
+    """Turn ``generate(..., stream=True)`` into text pieces per prompt: a piece is released once
+    the next token shows it complete (no half of a multi-byte character, no WordPiece word
+    cut before its ``##`` continuation); the rest comes at the end."""
+    ids, shown = None, None
+    for step in stream:
+        if ids is None:
+            ids, shown = [[] for _ in step], ["" for _ in step]
+        pieces = []
+        for i, token in enumerate(step):
+            if token is not None:
+                ids[i].append(token)
+            start = _last_word_start(ids[i], tokenizer)
+            pieces.append(_release(tokenizer.decode(ids[i][:start]) if start else "", shown, i))
+        yield pieces
+    if ids is not None:
+        yield [_release(tokenizer.decode(x), shown, i) for i, x in enumerate(ids)]
+
+
+def _last_word_start(ids: list, tokenizer) -> int:
+    """Index of the token starting the last (maybe unfinished) word: WordPiece ``##``
+    pieces continue a word; without ``id_to_token`` every token may start one."""
+    to_token = getattr(tokenizer, "id_to_token", None)
+    start = len(ids) - 1
+    while to_token is not None and start > 0 and str(to_token(ids[start])).startswith("##"):
+        start -= 1
+    return max(start, 0)
+
+
+def _release(text: str, shown: list, i: int) -> str:
+    text = text.rstrip("\ufffd")
+    if not text.startswith(shown[i]):
+        return ""
+    piece, shown[i] = text[len(shown[i]):], text
+    return piece
