@@ -57,19 +57,17 @@ class RelativePositionEmbeddingT5(Layer):
             initializer=self.embeddings_initializer,
         )
 
-    def compute_position_ids(self, q_len, k_len, q_offset=0):
-        """Bucket ids (q_len, k_len) for queries at ``q_offset + i`` and keys at ``j``."""
-        q_idxs = ops.arange(q_len, dtype="int32") + ops.cast(q_offset, "int32")
-        k_idxs = ops.arange(k_len, dtype="int32")
+    def compute_position_ids(self, inputs, q_offset=0, k_len=None):
+        """Bucket ids (q_len, k_len) for ``inputs = [q, k]``: queries at ``q_offset + i``, keys at
+        ``j``; ``k_len`` gives the number of keys when they live in a cache rather than in ``k``."""
+        q, k = inputs
+        q_idxs = ops.arange(ops.shape(q)[1], dtype="int32") + ops.cast(q_offset, "int32")
+        k_idxs = ops.arange(ops.shape(k)[1] if k_len is None else k_len, dtype="int32")
         relative = ops.clip(k_idxs[None, :] - q_idxs[:, None], -self.max_distance, self.max_distance)
         return ops.take(ops.convert_to_tensor(self.bucket_table), relative + self.max_distance, axis=0)
 
     def call(self, inputs, q_offset=0, k_len=None):
-        """``k_len``: the number of keys when they live in a cache rather than in ``k``."""
-        q, k = inputs
-        position_ids = self.compute_position_ids(
-            ops.shape(q)[1], ops.shape(k)[1] if k_len is None else k_len, q_offset)
-        return ops.take(self.embeddings, position_ids, axis=0)
+        return ops.take(self.embeddings, self.compute_position_ids(inputs, q_offset, k_len), axis=0)
 
     def compute_output_spec(self, inputs, q_offset=0, k_len=None):
         k = inputs[1].shape[1] if k_len is None else k_len

@@ -144,7 +144,7 @@ def test_t5_relative_bias_rows_for_a_query_offset(bidirectional):
     full = to_numpy(layer([q, k]))
     assert full.shape == (12, 12, 3)
     np.testing.assert_array_equal(to_numpy(layer([q[:, :2], k], q_offset=7)), full[7:9])
-    buckets = to_numpy(layer.compute_position_ids(12, 12))
+    buckets = to_numpy(layer.compute_position_ids([np.zeros((1, 12, 1)), np.zeros((1, 12, 1))]))
     upper = buckets[np.triu_indices(12, 1)]
     assert (upper >= 4).all() if bidirectional else (upper == 0).all()
 
