@@ -164,7 +164,7 @@ def save_checkpoint(output: str, step: int, bert, optimizer, config: dict, vocab
         np.savez(os.path.join(tmp, "optimizer.npz"),
                  **{f"{i:05d}": ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
         _write_json(os.path.join(tmp, "state.json"), {**state, "step": step,
-                    "optimizer_variables": [v.path for v in optimizer.variables]})
+                    "optimizer_variables": [list(v.shape) for v in optimizer.variables]})
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -197,12 +197,12 @@ def restore_optimizer(optimizer, model, path: str) -> None:
     """Build the optimizer's variables and fill them from `optimizer.npz`."""
     optimizer.build(model.trainable_variables)
     with open(os.path.join(path, "state.json")) as f:
-        names = json.load(f)["optimizer_variables"]
-    current = [v.path for v in optimizer.variables]
-    if names != current:
-        raise ConfigError(f"{path}: the optimizer state has {len(names)} variables that do not match "
-                          f"this run's {len(current)} (a different --optimizer or --grad-accum-steps?); "
-                          "use the options of the interrupted run or another --output")
+        shapes = json.load(f)["optimizer_variables"]
+    current = [list(v.shape) for v in optimizer.variables]
+    if shapes != current:
+        raise ConfigError(f"{path}: the saved optimizer state ({len(shapes)} variables) does not fit this "
+                          f"run's optimizer ({len(current)} variables; a different --optimizer or "
+                          "--grad-accum-steps?); use the options of the interrupted run or another --output")
     with np.load(os.path.join(path, "optimizer.npz")) as saved:
         for i, variable in enumerate(optimizer.variables):
             variable.assign(saved[f"{i:05d}"])
@@ -232,7 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mask-rate", type=float, default=0.15, help="share of words chosen for MLM")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N updates (default 500)")
     p.add_argument("--log-every", type=int, default=None, help="print/log every N updates (default 50)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and 4 steps, same code path")
     args = p.parse_args(argv)
     preset = {**DEFAULTS, **PRESETS.get(args.preset, {}), **(SMOKE if args.smoke else {})}
@@ -290,6 +290,7 @@ def train(args) -> dict:
             raise ConfigError(f"{args.output} holds a run with other {', '.join(differing)} "
                               f"({resume}/state.json); rerun with its options or use another --output")
 
+    keras.utils.set_random_seed(args.seed)  # the same initial weights for the same seed
     if keras.backend.backend() == "jax" and len(keras.distribution.list_devices()) > 1:
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     micro_batch = args.batch_size // args.grad_accum_steps
@@ -310,6 +311,12 @@ def train(args) -> dict:
                               args.steps * args.grad_accum_steps, args.seed, args.mask_rate)
 
     log_path = os.path.join(args.output, "metrics.csv")
+    if os.path.exists(log_path):  # drop rows logged after the checkpoint resumed from
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        with open(log_path + ".tmp", "w", newline="") as f:
+            csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if int(r[0]) <= start])
+        os.replace(log_path + ".tmp", log_path)
     new_log = not os.path.exists(log_path)
     logs, window = {}, []
     with open(log_path, "a", newline="") as log_file:
