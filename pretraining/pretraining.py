@@ -211,28 +211,28 @@ def restore_optimizer(optimizer, model, path: str) -> None:
 # -- the run --------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=sorted(APPLICATIONS), required=True)
     p.add_argument("--data", required=True, help="records directory written by data_utils.py")
     p.add_argument("--vocab", required=True, help="vocab.txt the records were written with")
     p.add_argument("--output", required=True, help="run directory (checkpoints, metrics.csv)")
     p.add_argument("--config", help="bert_config.json; default: generated from the sizes below")
     p.add_argument("--checkpoint", help="initial Google checkpoint (default: random initialisation)")
-    p.add_argument("--model", default="bert", help="bert4keras model name")
+    p.add_argument("--model", default="bert", help="bert4keras model name (default bert)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes and schedule; explicit options win")
     for name in ("layers", "hidden", "heads", "intermediate", "sequence_length", "batch_size",
                  "grad_accum_steps", "steps", "warmup_steps"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None,
                        help=f"default {DEFAULTS[name]}")
     p.add_argument("--learning-rate", type=float, default=None, help=f"default {DEFAULTS['learning_rate']}")
-    p.add_argument("--optimizer", choices=["lamb", "adam", "adafactor"], default="lamb")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--dropout", type=float, default=0.1, help="for a generated config")
-    p.add_argument("--mask-rate", type=float, default=0.15, help="share of words chosen for MLM")
+    p.add_argument("--optimizer", choices=["lamb", "adam", "adafactor"], default="lamb",
+                   help="default lamb")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="default 0.01")
+    p.add_argument("--dropout", type=float, default=0.1, help="for a generated config (default 0.1)")
+    p.add_argument("--mask-rate", type=float, default=0.15, help="share of words chosen for MLM (default 0.15)")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N updates (default 500)")
     p.add_argument("--log-every", type=int, default=None, help="print/log every N updates (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and data order (default 0)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and 4 steps, same code path")
     args = p.parse_args(argv)
     preset = {**DEFAULTS, **PRESETS.get(args.preset, {}), **(SMOKE if args.smoke else {})}
