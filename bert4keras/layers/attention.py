@@ -32,7 +32,7 @@ class MultiHeadAttention(Layer):
       * ``p_bias``: position information, ``'rotary'`` (RoPE sinusoids),
         ``'typical_relative'`` (NEZHA: (q_len, k_len, key_size) embeddings) or
         ``'t5_relative'`` ((q_len, k_len, heads) bias).
-    ``key_size`` may differ from ``head_size`` (spec 09). Padding keys are
+    ``key_size`` may differ from ``head_size`` (arXiv:2002.07028). Padding keys are
     masked; padded query rows are left as they are (downstream layers mask them).
     Subclasses change the attention itself by overriding ``pay_attention_to``.
     """

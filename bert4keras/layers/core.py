@@ -1,6 +1,6 @@
 """Core layers: embeddings, (conditional) layer norm, feed-forward, masked pooling.
 
-Every layer here supports Keras masks (spec 02): padding never changes the
+Every layer here supports Keras masks: padding never changes the
 outputs at real tokens. Layers are registered for ``keras.saving`` so saved
 models reload without ``custom_objects``.
 """

@@ -1,4 +1,4 @@
-"""Talking-Heads Attention (arXiv:2003.02436; spec 09, kexue.fm/archives/7325)."""
+"""Talking-Heads Attention (arXiv:2003.02436, kexue.fm/archives/7325)."""
 
 from __future__ import annotations
 
