@@ -26,10 +26,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: venv
 	$(PY) -m bert4keras demo
 
+# Slow tests (example and pretraining smoke runs, the kill test, ...) run on the first
+# backend only; the other backends run the rest. SLOW_EVERYWHERE=1 runs them on every backend.
 test: venv
-	@set -e; for b in $(BACKENDS); do \
+	@set -e; first=1; for b in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$b ==="; \
-		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests; \
+		if [ $$first = 1 ] || [ -n "$(SLOW_EVERYWHERE)" ]; then \
+			KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests; \
+		else \
+			KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS) tests; \
+		fi; \
+		first=0; \
 	done
 
 bench: venv
