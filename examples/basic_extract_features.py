@@ -16,7 +16,7 @@ from bert4keras.backend import keras
 from bert4keras.models import build_transformer_model
 from bert4keras.snippets import to_array
 from bert4keras.tokenizers import Tokenizer
-from common import build, minilm_dir
+from examples_common import build, minilm_dir
 
 model_dir = minilm_dir()
 config_path = os.path.join(model_dir, "config.json")

@@ -14,7 +14,7 @@ import numpy as np
 from bert4keras.models import build_transformer_model
 from bert4keras.snippets import to_array
 from bert4keras.tokenizers import Tokenizer
-from common import SMOKE, build, chinese_vocab
+from examples_common import SMOKE, build, chinese_vocab
 
 config_path = None  # e.g. 'chinese_L-12_H-768_A-12/bert_config.json'
 checkpoint_path = None  # e.g. 'chinese_L-12_H-768_A-12/bert_model.ckpt'

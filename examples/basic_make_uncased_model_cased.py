@@ -17,7 +17,7 @@ import numpy as np
 from bert4keras.models import build_transformer_model
 from bert4keras.snippets import to_array
 from bert4keras.tokenizers import Tokenizer, load_vocab
-from common import build, minilm_dir
+from examples_common import build, minilm_dir
 
 model_dir = minilm_dir()
 config_path = os.path.join(model_dir, "config.json")

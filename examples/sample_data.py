@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from common import package_file
+from examples_common import package_file
 
 SPLITS = {"train": 400, "valid": 100, "test": 100}
 

@@ -22,7 +22,7 @@ from bert4keras.models import build_transformer_model
 from bert4keras.optimizers import Adam
 from bert4keras.snippets import DataGenerator, sequence_padding
 from bert4keras.tokenizers import Tokenizer
-from common import SMOKE, build, minilm_dir, package_file
+from examples_common import SMOKE, build, minilm_dir, package_file
 
 labels = ["negative", "neutral", "positive"]
 num_classes = len(labels)

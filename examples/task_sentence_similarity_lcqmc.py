@@ -18,7 +18,7 @@ from bert4keras.models import build_transformer_model
 from bert4keras.optimizers import Adam
 from bert4keras.snippets import DataGenerator, open, sequence_padding
 from bert4keras.tokenizers import Tokenizer
-from common import SMOKE, build, chinese_vocab, fail
+from examples_common import SMOKE, build, chinese_vocab, fail
 
 set_gelu("tanh")
 

@@ -17,7 +17,7 @@ from bert4keras.models import build_transformer_model
 from bert4keras.optimizers import Adam, extend_with_piecewise_linear_lr
 from bert4keras.snippets import DataGenerator, open, sequence_padding
 from bert4keras.tokenizers import Tokenizer
-from common import SMOKE, build, chinese_vocab, package_file
+from examples_common import SMOKE, build, chinese_vocab, package_file
 
 set_gelu("tanh")  # ALBERT was trained with the tanh approximation of GELU
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from bert4keras.attribution import integrated_gradients, token_scores
 from bert4keras.snippets import sequence_padding
-from common import SMOKE, fail
+from examples_common import SMOKE, fail
 
 if not os.path.exists("best_model.weights"):
     fail("best_model.weights is not in the current directory",

@@ -21,7 +21,7 @@ from bert4keras.models import build_transformer_model
 from bert4keras.optimizers import Adam
 from bert4keras.snippets import DataGenerator, ViterbiDecoder, open, sequence_padding
 from bert4keras.tokenizers import Tokenizer
-from common import SMOKE, build, chinese_vocab, package_file
+from examples_common import SMOKE, build, chinese_vocab, package_file
 
 maxlen = 40 if SMOKE else 64
 epochs = 1 if SMOKE else 4

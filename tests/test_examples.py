@@ -65,7 +65,7 @@ def test_example_runs_on_torch(case, tmp_path):
 
 
 def test_missing_data_file_is_named_with_a_fix(tmp_path):
-    import common
+    import examples_common as common
 
     with pytest.raises(SystemExit) as stop:
         common.require(str(tmp_path / "absent.txt"), "the data file")
@@ -75,7 +75,7 @@ def test_missing_data_file_is_named_with_a_fix(tmp_path):
 def test_checkpoint_that_does_not_fit_its_config_is_named_with_a_fix(tmp_path, minilm_dir):
     import json
 
-    import common
+    import examples_common as common
     from bert4keras.models import build_transformer_model
 
     config = json.load(open(os.path.join(minilm_dir, "config.json")))
