@@ -292,11 +292,37 @@ class Transformer:
                        kernel_initializer=self.initializer)
         return self.apply(inputs=x, layer=FeedForward, name=name, **{**options, **overrides})
 
+    position_bias_type: str | None = None
+    """``p_bias`` of every self-attention (``'typical_relative'``, ``'rotary'``), fed by
+    :meth:`compute_position_bias`; None: the attention gets no position input."""
+
+    def attention_inputs(self, x) -> tuple[list, dict]:
+        """``[q, k, v, (attention bias), (position bias)]`` of a self-attention over ``x``,
+        and its call arguments."""
+        inputs, arguments = [x, x, x], {"a_bias": None}
+        attention_mask = self.compute_attention_bias()
+        if attention_mask is not None:
+            arguments["a_bias"] = True
+            inputs.append(attention_mask)
+        if self.position_bias_type is not None:
+            inputs.append(self.compute_position_bias(x))
+            arguments["p_bias"] = self.position_bias_type
+        return inputs, arguments
+
     def apply_token_embedding(self, token_ids):
         """The ``Embedding-Token`` table (also the tied output layer of LM heads)."""
         return self.apply(inputs=token_ids, layer=Embedding, input_dim=self.vocab_size,
                           output_dim=self.embedding_size, embeddings_initializer=self.initializer,
                           mask_zero=True, name="Embedding-Token")
+
+    def apply_segment_embedding(self, x, segment_ids, vocab_size: int, shared: bool = False):
+        """``x`` plus the ``Embedding-Segment`` embeddings of ``segment_ids``; ``shared``
+        looks segments up in the token table instead (HF GPT's ``token_type_ids``)."""
+        name = "Embedding-Token" if shared else "Embedding-Segment"
+        s = self.apply(inputs=segment_ids, layer=Embedding, input_dim=vocab_size,
+                       output_dim=self.embedding_size, embeddings_initializer=self.initializer,
+                       name=name)
+        return self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
 
     def apply_embedding_mapping(self, x, name: str = "Embedding-Mapping", always: bool = False,
                                 **overrides):

@@ -6,7 +6,7 @@ import re
 
 from bert4keras.backend import get_activation
 from bert4keras.layers import (
-    Activation, Add, BiasAdd, Dense, Embedding, PositionEmbedding, TokenSlice,
+    Activation, BiasAdd, Dense, Embedding, PositionEmbedding, TokenSlice,
 )
 from bert4keras.models.base import Transformer
 
@@ -26,9 +26,8 @@ class BERT(Transformer):
     use_bias = True
     """Biases in the attention and feed-forward layers (RoFormerV2 has none)."""
     absolute_positions = True
-    """A learned ``Embedding-Position`` table; NEZHA and RoFormer use relative positions."""
-    position_bias_type: str | None = None
-    """``p_bias`` of every attention, fed by ``compute_position_bias`` when not None."""
+    """A learned ``Embedding-Position`` table; NEZHA and RoFormer set ``position_bias_type``
+    (relative, rotary) instead."""
 
     def __init__(self, max_position: int, segment_vocab_size: int = 2, with_pool=False,
                  with_nsp=False, with_mlm=False, hierarchical_position=None,
@@ -65,11 +64,8 @@ class BERT(Transformer):
         inputs = list(inputs) if isinstance(inputs, list) else [inputs]
         x = self.apply_token_embedding(inputs.pop(0))
         if self.segment_vocab_size > 0:
-            name = "Embedding-Token" if self.shared_segment_embeddings else "Embedding-Segment"
-            s = self.apply(inputs=inputs.pop(0), layer=Embedding, input_dim=self.segment_vocab_size,
-                           output_dim=self.embedding_size,
-                           embeddings_initializer=self.initializer, name=name)
-            x = self.apply(inputs=[x, s], layer=Add, name="Embedding-Token-Segment")
+            x = self.apply_segment_embedding(x, inputs.pop(0), self.segment_vocab_size,
+                                             shared=self.shared_segment_embeddings)
         if self.absolute_positions:
             p = inputs.pop(0) if self.custom_position_ids else None
             x = self.apply(inputs=self.simplify([x, p]), layer=PositionEmbedding,
@@ -82,19 +78,6 @@ class BERT(Transformer):
     def block_names(self, index: int) -> tuple[str, str]:
         """Names of block ``index``'s attention and feed-forward layers (ALBERT shares one)."""
         return f"Transformer-{index}-MultiHeadSelfAttention", f"Transformer-{index}-FeedForward"
-
-    def attention_inputs(self, x) -> tuple[list, dict]:
-        """``[q, k, v, (attention bias), (position bias)]`` of a self-attention over ``x``,
-        and its call arguments."""
-        inputs, arguments = [x, x, x], {"a_bias": None}
-        attention_mask = self.compute_attention_bias()
-        if attention_mask is not None:
-            arguments["a_bias"] = True
-            inputs.append(attention_mask)
-        if self.position_bias_type is not None:
-            inputs.append(self.compute_position_bias(x))
-            arguments["p_bias"] = self.position_bias_type
-        return inputs, arguments
 
     def apply_main_layers(self, inputs, index: int):
         """Post-LN block: attention -> dropout, add -> LN -> feed-forward -> dropout, add -> LN."""

@@ -141,7 +141,8 @@ class GPT2(GPT):
 
     def apply_main_layers(self, inputs, index: int):
         """Pre-LN block: LN -> attention -> dropout, add; LN -> feed-forward -> dropout, add."""
-        attention_name, feed_forward_name = self.block_names(index)
+        attention_name = f"Transformer-{index}-MultiHeadSelfAttention"
+        feed_forward_name = f"Transformer-{index}-FeedForward"
         x = self.apply_norm(inputs, f"{attention_name}-Norm")
         x, arguments = self.attention_inputs(x)
         x = self.apply_attention(x, attention_name, arguments)
@@ -187,7 +188,8 @@ class GPT2_ML(GPT):
         return self.apply_embedding_mapping(x)
 
     def apply_main_layers(self, inputs, index: int):
-        attention_name, feed_forward_name = self.block_names(index)
+        attention_name = f"Transformer-{index}-MultiHeadSelfAttention"
+        feed_forward_name = f"Transformer-{index}-FeedForward"
         x, arguments = self.attention_inputs(inputs)
         x = self.apply_attention(x, attention_name, arguments)
         xi = x = self.dropout_add(inputs, x, attention_name)

@@ -43,25 +43,33 @@ class RoFormer(BERT):
             return "roformer.embeddings_project.weight", True
         if name == "bert/encoder/embedding_hidden_mapping_in/bias":
             return "roformer.embeddings_project.bias", False
-        hf_name, transpose = super().hf_variable_name(name)
+        hf_name, transpose = BERT.hf_variable_name(self, name)
         if hf_name.startswith("bert."):
             hf_name = "roformer." + hf_name[len("bert."):]
         return hf_name, transpose
 
 
-class RoFormerV2(RoFormer):
+class RoFormerV2(BERT):
     """RoFormer without biases or LayerNorm parameters: every norm is the parameter-free
     RMS norm ``x / rms(x)``, and the depth-scaled initializer replaces warm-up.
 
-    Heads: ``with_mlm`` only (tied embeddings, no bias). ``Output-Mapping`` (only
-    when ``embedding_size != hidden_size``) is saved as ``cls/predictions/output_mapping``.
+    Blocks are BERT's (post-norm) with ``use_bias`` off and the RMS norm; positions are
+    RoFormer's rotary angles. Heads: ``with_mlm`` only (tied embeddings, no bias).
+    ``Output-Mapping`` (only when ``embedding_size != hidden_size``) is saved as
+    ``cls/predictions/output_mapping``.
     """
 
     use_bias = False
+    absolute_positions = False
+    position_bias_type = "rotary"
+    compute_position_bias = RoFormer.compute_position_bias
+    hf_base_prefixes = RoFormer.hf_base_prefixes
+    hf_variable_name = RoFormer.hf_variable_name
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.reject_options(with_pool=self.with_pool, with_nsp=self.with_nsp)
+        self.reject_options(hierarchical_position=self.hierarchical_position,
+                            with_pool=self.with_pool, with_nsp=self.with_nsp)
 
     def build(self, layer_norm_cond=None, **kwargs):
         self.reject_options(layer_norm_cond=layer_norm_cond is not None)
@@ -77,7 +85,11 @@ class RoFormerV2(RoFormer):
 
     def apply_embeddings(self, inputs):
         """Token (+ segment) embeddings -> dropout -> RMS norm (-> mapping)."""
-        x = self.apply_input_embeddings(inputs)
+        inputs = list(inputs) if isinstance(inputs, list) else [inputs]
+        x = self.apply_token_embedding(inputs[0])
+        if self.segment_vocab_size > 0:
+            x = self.apply_segment_embedding(x, inputs[1], self.segment_vocab_size,
+                                             shared=self.shared_segment_embeddings)
         x = self.dropout(x, "Embedding-Dropout")
         x = self.apply_norm(x, "Embedding-Norm")
         return self.apply_embedding_mapping(x, use_bias=False)
@@ -101,7 +113,7 @@ class RoFormerV2(RoFormer):
         """BERT's names without the biases and LayerNorm parameters this model lacks."""
         mapping = {
             k: [n for n in names if not n.endswith(("beta", "gamma", "bias"))]
-            for k, names in BERT.variable_mapping(self).items()
+            for k, names in super().variable_mapping().items()
         }
         mapping["Output-Mapping"] = ["cls/predictions/output_mapping/kernel"]
         return mapping
