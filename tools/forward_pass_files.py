@@ -88,7 +88,8 @@ def table(models: dict[str, type], kit_module: str) -> list[tuple[str, str, list
     names: dict[type, list[str]] = {}
     for name, cls in models.items():
         names.setdefault(cls, []).append(name)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules[kit_module].__file__)))
+    package = sys.modules[kit_module.split(".")[0]]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(package.__file__)))
     rows = []
     for cls, aliases in names.items():
         methods = forward_pass_methods(cls)
