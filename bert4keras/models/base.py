@@ -315,6 +315,11 @@ class Transformer:
                           output_dim=self.embedding_size, embeddings_initializer=self.initializer,
                           mask_zero=True, name="Embedding-Token")
 
+    def apply_tied_output(self, x):
+        """Logits ``x @ Embedding-Token^T``: the token table reused as the output layer."""
+        return self.apply(inputs=x, layer=Embedding, arguments={"mode": "dense"},
+                          name="Embedding-Token")
+
     def apply_segment_embedding(self, x, segment_ids, vocab_size: int, shared: bool = False):
         """``x`` plus the ``Embedding-Segment`` embeddings of ``segment_ids``; ``shared``
         looks segments up in the token table instead (HF GPT's ``token_type_ids``)."""

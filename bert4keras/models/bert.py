@@ -6,7 +6,7 @@ import re
 
 from bert4keras.backend import get_activation
 from bert4keras.layers import (
-    Activation, BiasAdd, Dense, Embedding, PositionEmbedding, TokenSlice,
+    Activation, BiasAdd, Dense, PositionEmbedding, TokenSlice,
 )
 from bert4keras.models.base import Transformer
 
@@ -106,8 +106,7 @@ class BERT(Transformer):
                            activation=get_activation(self.hidden_act),
                            kernel_initializer=self.initializer, name="MLM-Dense")
             x = self.apply_norm(x, "MLM-Norm")
-            x = self.apply(inputs=x, layer=Embedding, arguments={"mode": "dense"},
-                           name="Embedding-Token")
+            x = self.apply_tied_output(x)
             x = self.apply(inputs=x, layer=BiasAdd, name="MLM-Bias")
             mlm_activation = "softmax" if self.with_mlm is True else self.with_mlm
             x = self.apply(inputs=x, layer=Activation, activation=mlm_activation,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from bert4keras.layers import Activation, Embedding
+from bert4keras.layers import Activation
 from bert4keras.models.base import LM_Mask
 from bert4keras.models.bert import BERT
 
@@ -78,8 +78,7 @@ class GPT(LM_Mask, BERT):
 
     def apply_final_layers(self, inputs):
         """Logits through the tied token embedding, then ``final_activation``."""
-        x = self.apply(inputs=inputs, layer=Embedding, arguments={"mode": "dense"},
-                       name="Embedding-Token")
+        x = self.apply_tied_output(inputs)
         return self.apply(inputs=x, layer=Activation, activation=self.final_activation,
                           name="LM-Activation")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bert4keras.layers import (
-    Activation, Dense, DepthScaledTruncatedNormal, Embedding, SinusoidalPositionEmbedding,
+    Activation, Dense, DepthScaledTruncatedNormal, SinusoidalPositionEmbedding,
 )
 from bert4keras.models.bert import BERT
 
@@ -103,8 +103,7 @@ class RoFormerV2(BERT):
             x = self.apply(inputs=x, layer=Dense, units=self.embedding_size, use_bias=False,
                            kernel_initializer=self.initializer, name="Output-Mapping")
         x = self.dropout(x, "Output-MLM-Dropout")
-        x = self.apply(inputs=x, layer=Embedding, arguments={"mode": "dense"},
-                       name="Embedding-Token")
+        x = self.apply_tied_output(x)
         mlm_activation = "softmax" if self.with_mlm is True else self.with_mlm
         return self.apply(inputs=x, layer=Activation, activation=mlm_activation,
                           name="Output-MLM-Activation")
