@@ -61,6 +61,6 @@ def test_the_worked_example_of_adding_a_model_builds_and_runs():
                                     intermediate_size=16)
     assert [layer for layer in model.layers if layer.name == "Transformer-1-FeedForward"]
     ids = np.array([[3, 4, 5], [3, 4, 6]])
-    out = keras.ops.convert_to_numpy(model(ids))
+    out = keras.ops.convert_to_numpy(model([ids]))
     assert out.shape == (2, 3, 8)
     assert np.abs(out[0, 0] - out[1, 0]).max() > 1e-6  # attention reached the last token
