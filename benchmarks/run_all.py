@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,16 +49,23 @@ def benchmarks(quick: bool) -> dict[str, list[str]]:
 
 def run(name: str, argv: list[str]) -> dict:
     """Run one benchmark script; its stdout is its report (JSON where it writes some)."""
-    start = time.time()
-    out = subprocess.run([sys.executable, os.path.join(HERE, argv[0])] + argv[1:],
-                         capture_output=True, text=True, cwd=os.path.dirname(HERE))
+    start, lines = time.time(), []
+    with tempfile.TemporaryFile("w+") as stderr:
+        with subprocess.Popen([sys.executable, os.path.join(HERE, argv[0])] + argv[1:], text=True,
+                              stdout=subprocess.PIPE, stderr=stderr, cwd=os.path.dirname(HERE),
+                              env=dict(os.environ, PYTHONUNBUFFERED="1")) as process:
+            for line in process.stdout:  # echoed as it comes: a long run shows its progress
+                print(f"  [{name}] {line}", end="", flush=True)
+                lines.append(line)
+        stderr.seek(0)
+        error = stderr.read()[-2000:] if process.returncode else ""
     result = {"command": " ".join(["python", "benchmarks/" + argv[0]] + argv[1:]),
-              "returncode": out.returncode, "seconds": time.time() - start,
-              "stdout": out.stdout, "stderr_tail": out.stderr[-2000:] if out.returncode else ""}
-    if "--json" in argv and out.returncode == 0:
+              "returncode": process.returncode, "seconds": time.time() - start,
+              "stdout": "".join(lines), "stderr_tail": error}
+    if "--json" in argv and process.returncode == 0:
         with open(argv[argv.index("--json") + 1]) as f:
             result["data"] = json.load(f)
-    print(f"{name}: exit {out.returncode} after {result['seconds']:.0f} s", flush=True)
+    print(f"{name}: exit {process.returncode} after {result['seconds']:.0f} s", flush=True)
     return result
 
 
