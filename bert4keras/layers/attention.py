@@ -51,7 +51,7 @@ class MultiHeadAttention(Layer):
     def build(self, input_shape):
         def dense(units, name, shape):
             layer = Dense(units, use_bias=self.use_bias,
-                                       kernel_initializer=self.kernel_initializer, name=name)
+                          kernel_initializer=self.kernel_initializer, name=name)
             layer.build(shape)
             return layer
 
