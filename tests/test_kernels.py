@@ -42,8 +42,10 @@ def test_attention_matches_the_softmax_formula():
     q, k, v = (rng.standard_normal((2, 5, 3, 4)).astype("float32") for _ in range(3))
     mask = np.ones((2, 1, 1, 5), bool)
     mask[0, ..., 3:] = False
+    q, k, v = (ops.convert_to_tensor(t) for t in (q, k, v))
     got = ops.convert_to_numpy(kernels.dot_product_attention(
-        *(ops.convert_to_tensor(t) for t in (q, k, v, mask)), scale=0.5))
+        q, k, v, mask=ops.convert_to_tensor(mask), scale=0.5))
+    q, k, v = (ops.convert_to_numpy(t) for t in (q, k, v))
     logits = np.einsum("bnhd,bmhd->bhnm", q, k) * 0.5
     logits = np.where(mask, logits, -np.inf)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
