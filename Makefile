@@ -40,7 +40,7 @@ test: venv
 	done
 
 bench: venv
-	$(PY) benchmarks/encoder.py
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -40,8 +40,7 @@ def infinity() -> float:
 @keras.saving.register_keras_serializable(package="bert4keras")
 def gelu_erf(x):
     """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))`` (BERT's original)."""
-    x = ops.convert_to_tensor(x)
-    return 0.5 * x * (1.0 + ops.erf(x * float(1.0 / np.sqrt(2.0))))
+    return kernels.gelu_erf(ops.convert_to_tensor(x))
 
 
 @keras.saving.register_keras_serializable(package="bert4keras")

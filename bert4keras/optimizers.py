@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from bert4keras import kernels
 from bert4keras._keras2_compat import Keras2OptimizerMixin, LearningRateAlias
 from bert4keras.backend import piecewise_linear, root_mean_square
 
@@ -231,6 +232,26 @@ class Adam(LearningRateAlias, keras.optimizers.Optimizer):
             m_t = m_t / _one_minus_power(self.beta_1, t)
             v_t = v_t / _one_minus_power(self.beta_2, t)
         self.assign_sub(variable, lr * m_t / (ops.sqrt(v_t) + self.epsilon))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """On PyTorch, one fused in-place pass (:func:`bert4keras.kernels.torch_fused_adam`,
+        the same formula) when nothing overrides :meth:`update_step`; else per variable."""
+        if not self._fused_torch_step(grads, trainable_variables):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        params = [variable.value for variable in trainable_variables]
+        index = [self._get_variable_index(variable) for variable in trainable_variables]
+        kernels.torch_fused_adam(
+            params, [g.contiguous() for g in grads], [self._m[i].value for i in index],
+            [self._v[i].value for i in index], ops.convert_to_numpy(learning_rate),
+            self.beta_1, self.beta_2, self.epsilon, int(ops.convert_to_numpy(self.iterations)) + 1)
+
+    def _fused_torch_step(self, grads, trainable_variables) -> bool:
+        if keras.backend.backend() != "torch" or not self.bias_correction \
+                or type(self).update_step is not Adam.update_step:
+            return False
+        return all(keras.backend.standardize_dtype(v.dtype) == "float32"
+                   and g is not None and g.dtype == v.value.dtype and tuple(g.shape) == tuple(v.shape)
+                   for g, v in zip(grads, trainable_variables))
 
     def get_config(self) -> dict:
         config = super().get_config()

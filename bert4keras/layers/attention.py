@@ -6,19 +6,11 @@ import keras
 import numpy as np
 from keras import initializers, ops
 
+from bert4keras import kernels
 from bert4keras.backend import (
     align, apply_rotary_position_embeddings, attention_normalize, is_bool,
 )
-from bert4keras.layers.core import Dropout, Layer, register
-
-
-def _fused_supported(dtype) -> bool:
-    """Keras's JAX attention asks for float16 dots accumulated in float32, which XLA:CPU lacks."""
-    if keras.backend.backend() != "jax" or keras.backend.standardize_dtype(dtype) != "float16":
-        return True
-    import jax
-
-    return jax.default_backend() != "cpu"
+from bert4keras.layers.core import Dense, Dropout, Layer, register
 
 
 @register
@@ -58,8 +50,8 @@ class MultiHeadAttention(Layer):
 
     def build(self, input_shape):
         def dense(units, name, shape):
-            layer = keras.layers.Dense(units, use_bias=self.use_bias,
-                                       kernel_initializer=self.kernel_initializer, name=name)
+            layer = Dense(units, use_bias=self.use_bias,
+                          kernel_initializer=self.kernel_initializer, name=name)
             layer.build(shape)
             return layer
 
@@ -136,7 +128,7 @@ class MultiHeadAttention(Layer):
         use_fused = (
             self.normalization == "softmax" and not self.return_attention_scores
             and p_bias != "typical_relative" and self.key_size == self.head_size
-            and not dropout and _fused_supported(qw.dtype)
+            and not dropout and kernels.fused_attention_supported(qw.dtype)
         )
         if p_bias == "t5_relative":
             position_bias = ops.expand_dims(ops.transpose(position, (2, 0, 1)), 0)
@@ -191,7 +183,7 @@ class MultiHeadAttention(Layer):
                 float_bias = ops.where(mask, float_bias, ops.cast(-np.inf, qw.dtype))
                 mask = None
         scale = (1.0 / self.key_size ** 0.5) if self.attention_scale else 1.0
-        return ops.dot_product_attention(qw, kw, vw, bias=float_bias, mask=mask, scale=scale)
+        return kernels.dot_product_attention(qw, kw, vw, bias=float_bias, mask=mask, scale=scale)
 
     def compute_output_spec(self, inputs, mask=None, a_bias=None, p_bias=None, training=None,
                             cache=None, cache_index=None):

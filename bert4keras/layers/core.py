@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import initializers, ops
 
+from bert4keras import kernels
 from bert4keras.backend import align, dropout, get_activation
 
 register = keras.saving.register_keras_serializable(package="bert4keras")
@@ -59,6 +60,19 @@ class Embedding(keras.layers.Embedding):
             return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.input_dim,),
                                      dtype=self.compute_dtype)
         return super().compute_output_spec(inputs)
+
+
+@register
+class Dense(keras.layers.Dense):
+    """``keras.layers.Dense`` whose plain float path goes through :func:`bert4keras.kernels.linear`
+    (on PyTorch one ``addmm`` instead of a matmul and a bias add); LoRA and quantized layers
+    keep Keras's own path."""
+
+    def call(self, inputs, training=None):
+        if self.lora_enabled or self.quantization_mode is not None:
+            return super().call(inputs, training=training)
+        x = kernels.linear(inputs, self.kernel, self.bias)
+        return x if self.activation is None else self.activation(x)
 
 
 @register
@@ -324,13 +338,13 @@ class FeedForward(Layer):
 
     def build(self, input_shape):
         for i, act in enumerate(self.activation):
-            dense = keras.layers.Dense(
+            dense = Dense(
                 self.units, activation=act, use_bias=self.use_bias,
                 kernel_initializer=self.kernel_initializer, name=f"i{i}_dense",
             )
             dense.build(input_shape)
             setattr(self, f"i{i}_dense", dense)
-        self.o_dense = keras.layers.Dense(
+        self.o_dense = Dense(
             input_shape[-1], use_bias=self.use_bias,
             kernel_initializer=self.kernel_initializer, name="o_dense",
         )
