@@ -120,7 +120,8 @@ else:
                                      keep_tokens=keep_tokens, model="mt5.1.1",
                                      return_keras_model=False, name="T5")
     except (ValueError, KeyError, OSError) as error:
-        fail(f"checkpoint {checkpoint_path!r} does not match config {config_path!r}: {str(error).splitlines()[0]}",
+        first = (str(error).strip().splitlines() or [repr(error)])[0]
+        fail(f"checkpoint {checkpoint_path!r} does not match config {config_path!r}: {first}",
              "use the config (and keep_tokens file) released with this mT5 checkpoint")
 
 encoder = t5.encoder
