@@ -57,7 +57,7 @@ def chinese_bert() -> tuple:
     if os.path.exists(config) and os.path.exists(checkpoint + ".index") and os.path.exists(vocab):
         return config, checkpoint, vocab
     print(f"note: no pretrained Chinese BERT in {PRETRAINED_CHINESE_BERT}, so a random one is used; "
-          "docs/pretraining.md ('A small Chinese BERT') makes one in about 30 minutes")
+          "docs/pretraining.md ('A small Chinese BERT for the examples') says how to make one")
     return None, None, chinese_vocab()
 
 
