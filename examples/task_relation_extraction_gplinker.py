@@ -128,7 +128,7 @@ def globalpointer_crossentropy(y_true, y_pred):
     """Sparse multi-label cross-entropy over each head's flattened (start, end) scores."""
     shape = K.shape(y_pred)
     y_true = y_true[..., 0] * K.cast(shape[2], K.floatx()) + y_true[..., 1]
-    y_pred = K.reshape(y_pred, (shape[0], -1, K.prod(shape[2:])))
+    y_pred = K.reshape(y_pred, (shape[0], shape[1], -1))  # heads x (L * L); 0.11.5 wrote K.prod(shape[2:])
     loss = sparse_multilabel_categorical_crossentropy(y_true, y_pred, True)
     return K.mean(K.sum(loss, axis=1))
 
