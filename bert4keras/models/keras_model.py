@@ -12,7 +12,6 @@ call. The checks cost a min/max per id array (see docs/reliability.md).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import re
 import types
 import weakref
@@ -307,24 +306,21 @@ def _is_tf_dataset(x) -> bool:
 
 
 def _checked_tf_dataset(dataset, check: _BatchChecker):
-    """``dataset`` mapped through a host-side check of each batch (a ``tf.numpy_function``:
-    the error surfaces as TensorFlow's ``InvalidArgumentError`` carrying this message)."""
+    """``dataset`` with a host-side check of each batch (a ``tf.numpy_function``: the error
+    surfaces as TensorFlow's ``InvalidArgumentError`` carrying this message)."""
     import tensorflow as tf
 
-    counter = itertools.count()
-
-    def check_flat(*flat):
-        batch = tf.nest.pack_sequence_as(dataset.element_spec, list(flat))
-        check(batch, next(counter))
+    def check_flat(index, *flat):
+        check(tf.nest.pack_sequence_as(dataset.element_spec, list(flat)), int(index))
         return np.int32(0)
 
-    def mapped(*args):  # tf.data passes the parts of a tuple element as separate arguments
-        element = args if isinstance(dataset.element_spec, tuple) else args[0]
-        done = tf.numpy_function(check_flat, tf.nest.flatten(element), tf.int32, stateful=True)
+    def checked(index, element):
+        done = tf.numpy_function(check_flat, [index, *tf.nest.flatten(element)], tf.int32,
+                                 stateful=True)
         with tf.control_dependencies([done]):
             return tf.nest.map_structure(tf.identity, element)
 
-    return dataset.map(mapped)
+    return dataset.enumerate().map(checked)
 
 
 def _source_inputs(tensor, positions: dict) -> set[int]:
