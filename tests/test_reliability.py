@@ -498,3 +498,23 @@ def test_saved_model_loaded_with_plain_keras_says_which_class_is_missing(bert, t
     assert done.returncode != 0
     assert "Could not locate class 'TransformerModel'" in done.stderr
     assert "'module': 'bert4keras.models.keras_model'" in done.stderr
+
+
+def test_memm_accuracy_as_a_compile_metric_says_why_and_the_model_survives():
+    from bert4keras.layers import MaximumEntropyMarkovModel
+    from bert4keras.models.keras_model import TransformerModel
+
+    tokens = keras.Input((None,), dtype="int32")
+    memm = MaximumEntropyMarkovModel()
+    model = TransformerModel(tokens, memm(keras.layers.Dense(4)(keras.layers.Embedding(20, 8)(tokens))))
+    model.compile(loss=memm.sparse_loss, optimizer="adam", metrics=[memm.sparse_accuracy])
+    x, y = np.arange(20).reshape(4, 5) % 19 + 1, np.arange(20).reshape(4, 5) % 4
+    if keras.backend.backend() != "jax":
+        assert np.isfinite(model.fit(x, y, verbose=0).history["sparse_accuracy"][0])
+        return
+    before = model.get_weights()
+    with pytest.raises(RuntimeError, match=r"trans is not readable here; on JAX, Keras computes compile\(\) metrics"):
+        model.fit(x, y, verbose=0)
+    for a, b in zip(model.get_weights(), before):  # the model keeps its weights
+        np.testing.assert_array_equal(a, b)
+    assert 0 <= float(memm.sparse_accuracy(keras.ops.convert_to_tensor(y), model.predict(x, verbose=0))) <= 1

@@ -30,12 +30,12 @@ class TransformerModel(Keras2ModelMixin, keras.Model):
 
     def predict(self, x, *args, **kwargs):
         x = self._checked(x)
-        with _weights_kept_on_error(self, _is_lazy(x)):
+        with _weights_kept_on_error(self):
             return super().predict(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         x = self._checked(x)
-        with _weights_kept_on_error(self, _is_lazy(x)):
+        with _weights_kept_on_error(self):
             return super().evaluate(x, *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
@@ -45,8 +45,7 @@ class TransformerModel(Keras2ModelMixin, keras.Model):
         elif validation is not None:
             kwargs["validation_data"] = self._checked(validation)
         x = self._checked(x)
-        with _weights_kept_on_error(self, _is_lazy(x) or _is_lazy(kwargs.get("validation_data")),
-                                    training=True):
+        with _weights_kept_on_error(self, training=True):
             return super().fit(x, *args, **kwargs)
 
     def predict_on_batch(self, x):
@@ -262,31 +261,28 @@ class _CheckedPyDataset(keras.utils.PyDataset):
         self.dataset.on_epoch_end()
 
 
-def _is_lazy(x) -> bool:
-    """Whether ``x`` is data checked batch by batch as Keras draws it."""
-    return isinstance(x, (types.GeneratorType, _CheckedPyDataset)) or _is_tf_dataset(x)
-
-
 @contextlib.contextmanager
-def _weights_kept_on_error(model: keras.Model, lazy: bool, training: bool = False):
-    """Keep the model usable when a batch is rejected midway through fit/evaluate/predict.
+def _weights_kept_on_error(model: keras.Model, training: bool = False):
+    """Keep the model usable when fit/evaluate/predict fail midway (a batch rejected as it is
+    drawn, an error in a metric, a failing user generator).
 
     On JAX these loops detach every variable's value while they run and reattach the newest
-    state at the end (``fit`` in a ``finally``, the others only on success); a batch rejected
-    as it is drawn would leave the model without weights (``'NoneType' object is not
+    state at the end (``fit`` in a ``finally``, the others only on success); an error before
+    a step finished would leave the model without weights (``'NoneType' object is not
     callable`` from every later call). So, on error, the state of the last finished step is
-    reattached, and any variable still detached gets back the value the call started from
-    (kept as a reference to the array, not a copy)."""
-    if not lazy or keras.backend.backend() != "jax":
+    reattached, any variable still detached gets back the value the call started from
+    (kept as a reference to the array, not a copy), and metrics the call created are reset."""
+    if keras.backend.backend() != "jax":
         yield
         return
-    if training and model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)  # so that its variables are kept too
+    optimizer = getattr(model, "optimizer", None)
+    if training and optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)  # so that its variables are kept too
     model.jax_state_sync()
     model._jax_state = None  # from here on, a state is one this call's steps produced
     variables = list(model.variables) + list(model.metrics_variables)
-    if model.optimizer is not None:
-        variables += list(model.optimizer.variables)
+    if optimizer is not None:
+        variables += list(optimizer.variables)
     variables = list({id(v): v for v in variables}.values())
     values = [v.value for v in variables]
     try:
@@ -297,6 +293,9 @@ def _weights_kept_on_error(model: keras.Model, lazy: bool, training: bool = Fals
         for variable, value in zip(variables, values):
             if variable._value is None:
                 variable.assign(value)
+        for variable in model.metrics_variables:  # created by this call: back to a reset metric
+            if variable._value is None:
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
         raise
 
 
