@@ -242,7 +242,7 @@ def tokenizer(tmp_path):
     (None, r"first_text must be a str or a list of str tokens, got NoneType None"),
     (3, r"first_text must be a str or a list of str tokens, got int 3"),
     (["hello", None], r"first_text\[1\] is NoneType None"),
-])
+], ids=["bytes", "None", "int", "None item"])
 def test_encode_refuses_what_is_not_text(tokenizer, bad, message):
     with pytest.raises(TypeError, match=message):
         tokenizer.encode(bad)
@@ -438,7 +438,8 @@ def test_tf_dataset_is_checked_batch_by_batch(bert):
     ("layer_norm_eps", [1e-12], r"field 'layer_norm_eps' is \[1e-12\] \(list\); expected float"),
     ("custom_position_ids", "yes", r"field 'custom_position_ids' is 'yes' \(str\); expected bool"),
     ("vocab_size", True, r"field 'vocab_size' is True \(bool\); expected int"),
-])
+], ids=["hidden_size", "num_hidden_layers", "type_vocab_size", "hidden_dropout_prob", "layer_norm_eps",
+        "custom_position_ids", "vocab_size"])
 def test_config_value_of_the_wrong_type_is_named(tmp_path, field, value, expected):
     import json
 
