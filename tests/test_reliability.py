@@ -242,7 +242,7 @@ def tokenizer(tmp_path):
     (None, r"first_text must be a str or a list of str tokens, got NoneType None"),
     (3, r"first_text must be a str or a list of str tokens, got int 3"),
     (["hello", None], r"first_text\[1\] is NoneType None"),
-])
+], ids=["bytes", "None", "int", "None item"])
 def test_encode_refuses_what_is_not_text(tokenizer, bad, message):
     with pytest.raises(TypeError, match=message):
         tokenizer.encode(bad)
@@ -326,11 +326,196 @@ def test_nan_weight_is_refused_unless_allowed(transformer_and_checkpoint, tmp_pa
     spoiled = tensors[name].copy()
     spoiled[3] = np.nan
     prefix = _spoiled(tmp_path, tensors, name, spoiled)
-    with pytest.raises(CheckpointError, match=rf"weight {name} holds 1 NaN/inf value\(s\) of 8 \(first nan at \(3,\)\)"):
+    with pytest.raises(CheckpointError, match=rf"weight {name} holds 1 NaN/inf value\(s\) of 8 \(first nan at \(3,\)\); build the model with allow_nonfinite_weights=True"):
         transformer.load_weights_from_checkpoint(prefix)
-    view = transformer.checkpoint_view(prefix)
-    view.allow_nonfinite = True
-    transformer.load_weights_from_checkpoint(view)
+    transformer = build_transformer_model(**_CONFIG, checkpoint_path=prefix, allow_nonfinite_weights=True,
+                                          return_keras_model=False)
     index = transformer.variable_mapping()["Embedding-Norm"].index(name)
     gamma = transformer.layers["Embedding-Norm"].trainable_weights[index]
     assert np.isnan(keras.ops.convert_to_numpy(gamma)[3])
+
+
+# ---------------------------------------------------------------- datasets, batch by batch
+
+
+class _Batches(keras.utils.PyDataset):
+    """A PyDataset over a fixed list of batches."""
+
+    def __init__(self, batches, **kwargs):
+        super().__init__(**kwargs)
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def _labelled(x) -> tuple:
+    return x, np.zeros((len(x[0]), x[0].shape[1], 8), "float32")
+
+
+_SOURCES = {
+    "generator": lambda batches: (b for b in batches),
+    "PyDataset": lambda batches: _Batches(batches),
+    "PyDataset, 2 threads": lambda batches: _Batches(batches, workers=2),
+}
+
+
+@pytest.mark.parametrize("source", list(_SOURCES))
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_datasets_are_checked_batch_by_batch(bert, source, method):
+    bad = _good()
+    bad[0][1, 3] = 50
+    batches = [_labelled(_good()), _labelled(bad)]
+    if method == "predict":
+        batches = [(x,) for x, _ in batches]
+    run = getattr(bert, method)
+    with pytest.raises(ValueError, match=r"batch 1: model .* holds token id 50 at \(1, 3\), outside the vocabulary \[0, 50\)"):
+        run(_SOURCES[source](batches), verbose=0)
+    assert np.isfinite(bert.predict_on_batch(_good())).all()  # the model still works
+    assert len(bert.get_weights()) == len(bert.weights)
+    bert.fit(_Batches([_labelled(_good())]), verbose=0)
+
+
+def test_a_rejected_batch_leaves_trained_weights_and_a_usable_model(tmp_path):
+    """The weights are those of a finished step (Keras may read a batch ahead, so the last
+    good step may not have run), never missing or half-updated; training goes on."""
+    model = build_transformer_model(**_CONFIG)
+    one_step = build_transformer_model(**_CONFIG)
+    one_step.set_weights(model.get_weights())
+    for m in (model, one_step):
+        m.compile(loss="mse", optimizer="adam")
+    start = model.get_weights()
+    good, bad = _labelled(_good()), _labelled(_good())
+    bad[0][0][0, 0] = 99
+    with pytest.raises(ValueError, match="batch 1: "):
+        model.fit((b for b in [good, bad]), verbose=0)
+    one_step.fit((b for b in [good]), verbose=0)
+    after = model.get_weights()
+    assert any(all(np.array_equal(a, b) for a, b in zip(after, expected))
+               for expected in (start, one_step.get_weights()))
+    with pytest.raises(ValueError, match="batch 0: "):
+        model.fit(_Batches([bad, good]), verbose=0)
+    for a, b in zip(model.get_weights(), after):
+        np.testing.assert_array_equal(a, b)
+    model.save(str(tmp_path / "m.keras"))
+    assert model.fit(_Batches([good]), verbose=0).history["loss"][0] > 0
+
+
+def test_good_pydataset_trains_for_several_epochs(bert):
+    history = bert.fit(_Batches([_labelled(_good()), _labelled(_good())]), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert bert.predict(_Batches([(_good(),)] * 3), verbose=0).shape == (6, 6, 8)
+
+
+def test_validation_data_given_as_a_dataset_is_checked(bert):
+    bad = _good()
+    bad[1][0, 0] = 2
+    with pytest.raises(ValueError, match=r"batch 0: .*'Input-Segment' holds segment id 2 at \(0, 0\)"):
+        bert.fit(_Batches([_labelled(_good())]), validation_data=_Batches([_labelled(bad)]), verbose=0)
+
+
+def test_tf_dataset_is_checked_batch_by_batch(bert):
+    tf = pytest.importorskip("tensorflow")
+    (tokens, segments), y = _labelled(_good(4))
+    tokens[2, 1] = -1
+    dataset = tf.data.Dataset.from_tensor_slices(((tokens, segments), y)).batch(2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"batch 1: .*holds token id -1 at \(0, 1\)"):
+        bert.fit(dataset, verbose=0)
+    bert.fit(dataset.take(1), epochs=2, verbose=0)
+
+
+# ---------------------------------------------------------------- configs and saved models
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("hidden_size", "8", r"field 'hidden_size' is '8' \(str\); expected int"),
+    ("num_hidden_layers", 1.0, r"field 'num_hidden_layers' is 1.0 \(float\); expected int"),
+    ("type_vocab_size", "2", r"field 'type_vocab_size' is '2' \(str\); expected int"),
+    ("hidden_dropout_prob", "0.1", r"field 'hidden_dropout_prob' is '0.1' \(str\); expected float"),
+    ("layer_norm_eps", [1e-12], r"field 'layer_norm_eps' is \[1e-12\] \(list\); expected float"),
+    ("custom_position_ids", "yes", r"field 'custom_position_ids' is 'yes' \(str\); expected bool"),
+    ("vocab_size", True, r"field 'vocab_size' is True \(bool\); expected int"),
+], ids=["hidden_size", "num_hidden_layers", "type_vocab_size", "hidden_dropout_prob", "layer_norm_eps",
+        "custom_position_ids", "vocab_size"])
+def test_config_value_of_the_wrong_type_is_named(tmp_path, field, value, expected):
+    import json
+
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps({**_CONFIG, field: value}))
+    with pytest.raises(TypeError, match=rf"config {path}: {expected}"):
+        build_transformer_model(str(path))
+
+
+def test_config_of_another_family_with_a_wrong_type_is_named():
+    with pytest.raises(TypeError, match=r"field 'n_embd' is '8' \(str\); expected int"):
+        build_transformer_model(model="gpt2", vocab_size=50, n_embd="8", n_layer=1, n_head=2)
+    with pytest.raises(TypeError, match=r"field 'version' is \['t5.1.1'\] \(list\); expected str"):
+        build_transformer_model(model="t5", **_CONFIG, version=["t5.1.1"])
+
+
+def test_config_with_ints_for_floats_and_numpy_ints_builds():
+    model = build_transformer_model(**{**_CONFIG, "vocab_size": np.int64(50)}, dropout_rate=0,
+                                    layer_norm_eps=1)
+    assert model.predict_on_batch(_good()).shape == (2, 6, 8)
+
+
+def _run_python(code: str) -> "subprocess.CompletedProcess":
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_saved_model_loads_after_importing_only_bert4keras_layers(tmp_path):
+    from bert4keras.optimizers import AdaFactor
+
+    model = build_transformer_model(**_CONFIG)
+    model.compile(loss="mse", optimizer=AdaFactor(learning_rate=1e-3))
+    model.train_on_batch(_good(), np.zeros((2, 6, 8)))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    expected = model.predict_on_batch(_good())
+    np.save(tmp_path / "x.npy", np.stack(_good()))
+    np.save(tmp_path / "y.npy", expected)
+    done = _run_python(
+        "import numpy as np, bert4keras.layers, keras, sys\n"
+        f"m = keras.models.load_model({path!r})\n"
+        "assert not [k for k in sys.modules if k == 'bert4keras.tokenizers'], 'imported more than asked'\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.testing.assert_allclose(m.predict_on_batch(list(x)), np.load({str(tmp_path / 'y.npy')!r}), atol=1e-5)\n"
+        "print(type(m).__name__, type(m.optimizer).__name__)\n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["TransformerModel", "AdaFactor"]
+
+
+def test_saved_model_loaded_with_plain_keras_says_which_class_is_missing(bert, tmp_path):
+    path = str(tmp_path / "m.keras")
+    bert.save(path)
+    done = _run_python(f"import keras\nkeras.models.load_model({path!r})\n")
+    assert done.returncode != 0
+    assert "Could not locate class 'TransformerModel'" in done.stderr
+    assert "'module': 'bert4keras.models.keras_model'" in done.stderr
+
+
+def test_memm_accuracy_as_a_compile_metric_says_why_and_the_model_survives():
+    from bert4keras.layers import MaximumEntropyMarkovModel
+    from bert4keras.models.keras_model import TransformerModel
+
+    tokens = keras.Input((None,), dtype="int32")
+    memm = MaximumEntropyMarkovModel()
+    model = TransformerModel(tokens, memm(keras.layers.Dense(4)(keras.layers.Embedding(20, 8)(tokens))))
+    model.compile(loss=memm.sparse_loss, optimizer="adam", metrics=[memm.sparse_accuracy])
+    x, y = np.arange(20).reshape(4, 5) % 19 + 1, np.arange(20).reshape(4, 5) % 4
+    if keras.backend.backend() != "jax":
+        assert np.isfinite(model.fit(x, y, verbose=0).history["sparse_accuracy"][0])
+        return
+    before = model.get_weights()
+    with pytest.raises(RuntimeError, match=r"trans is not readable here; on JAX, Keras computes compile\(\) metrics"):
+        model.fit(x, y, verbose=0)
+    for a, b in zip(model.get_weights(), before):  # the model keeps its weights
+        np.testing.assert_array_equal(a, b)
+    assert 0 <= float(memm.sparse_accuracy(keras.ops.convert_to_tensor(y), model.predict(x, verbose=0))) <= 1

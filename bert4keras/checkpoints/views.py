@@ -23,9 +23,8 @@ class GoogleNameView:
 
     Every weight read is checked: one stored as integers or booleans, or one holding NaN or
     infinity, is a ``CheckpointError`` naming it (a wrong file, or a training run that
-    diverged). ``allow_nonfinite=True`` lets NaN/inf through for the rare deliberate case:
-    ``view = transformer.checkpoint_view(path); view.allow_nonfinite = True`` and pass
-    ``view`` to ``load_weights_from_checkpoint``.
+    diverged). ``allow_nonfinite=True`` lets NaN/inf through for the rare deliberate case
+    (``build_transformer_model(..., allow_nonfinite_weights=True)`` sets it).
     """
 
     def __init__(self, reader: CheckpointReader, translate: Translate | None = None,
@@ -107,4 +106,4 @@ def _check_finite(value: np.ndarray, path: str, name: str) -> None:
     where = tuple(int(i) for i in np.argwhere(bad)[0])
     raise CheckpointError(
         f"{path}: weight {name} holds {int(bad.sum())} NaN/inf value(s) of {value.size} "
-        f"(first {value[where]} at {where}); pass a view with allow_nonfinite=True to load it anyway")
+        f"(first {value[where]} at {where}); build the model with allow_nonfinite_weights=True to load it anyway")

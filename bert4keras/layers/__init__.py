@@ -41,6 +41,12 @@ from bert4keras.layers.t5 import RelativePositionEmbeddingT5  # noqa: F401
 from bert4keras.layers.talking_heads import HeadMixing, TalkingHeadsAttention  # noqa: F401
 from bert4keras.layers.dgcnn import DilatedGatedConv1D  # noqa: F401
 
+# The model class and the optimizers a saved model may hold are registered with keras.saving
+# on import too, so ``import bert4keras.layers`` is all a process needs before
+# ``keras.models.load_model``.
+from bert4keras import optimizers as _optimizers  # noqa: E402,F401
+from bert4keras.models.keras_model import TransformerModel as _TransformerModel  # noqa: E402,F401
+
 # Every layer above is registered with keras.saving (package "bert4keras"), so
 # keras.models.load_model needs no custom_objects; this dict is kept for 0.11.5
 # scripts that still pass ``custom_objects=custom_objects``.

@@ -277,10 +277,12 @@ class MaximumEntropyMarkovModel(TransitionLayer):
             self._r_trans = self.scaled_weight("r_trans", (num_labels, self.hidden_dim))
 
     def _scaled(self, weight):
-        if weight.value is None:  # Keras's JAX trainer hides model weights from metrics
+        try:
+            weight.value
+        except TypeError:  # Keras's JAX trainer hides model weights from compile() metrics
             raise RuntimeError(f"{type(self).__name__} {self.name!r}: {weight.path} is not readable here; "
                                "on JAX, Keras computes compile() metrics without the model's weights, so "
-                               "use sparse_accuracy in evaluation code (or on the torch backend) instead")
+                               "use sparse_accuracy in evaluation code (or on the torch backend) instead") from None
         return self.lr_multiplier * weight if self.lr_multiplier != 1 else weight
 
     @property

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import types
+import typing
 
 import keras
+import numpy as np
 
 from bert4keras.layers.initializers import deferred_initialization
 from bert4keras.models.base import (  # noqa: F401
@@ -62,6 +66,58 @@ def load_config(config_path: str) -> dict:
         raise ValueError(f"{config_path}: not valid JSON ({e})") from e
 
 
+# Google / HF config keys that are renamed to a constructor argument, with the type it needs.
+_ALIAS_TYPES = {
+    "max_position_embeddings": int, "type_vocab_size": int, "hidden_dropout_prob": float,
+    "attention_probs_dropout_prob": float, "layer_norm_epsilon": float, "n_embd": int,
+    "n_layer": int, "n_head": int, "n_positions": int, "n_inner": int, "resid_pdrop": float,
+    "attn_pdrop": float, "d_model": int, "num_layers": int, "num_heads": int, "d_kv": int,
+    "d_ff": int, "feed_forward_proj": str,
+}
+
+
+def _expected_types(model_class: type) -> dict[str, tuple[type, bool]]:
+    """Constructor argument -> (int, float, bool or str, whether None is allowed), read from the
+    type hints of every ``__init__`` in the class's MRO; arguments of other types are skipped."""
+    expected = {}
+    for cls in reversed(model_class.__mro__):
+        init = cls.__dict__.get("__init__")
+        try:
+            hints = typing.get_type_hints(init) if init is not None else {}
+        except (NameError, TypeError):
+            continue
+        for name, hint in hints.items():
+            options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+            kinds = [t for t in options if t in (int, float, bool, str)]
+            if len(kinds) == 1:
+                expected[name] = (kinds[0], type(None) in options)
+    return expected
+
+
+def _fits(value, kind: type) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, never to a config
+        return kind is bool
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real)
+    return isinstance(value, kind)
+
+
+def _check_config_types(configs: dict, expected: dict, source: str) -> None:
+    """Raise ``TypeError`` naming the first config field whose value has the wrong type (e.g.
+    ``"hidden_size": "768"``), instead of a puzzling error deep inside the build."""
+    for name, value in configs.items():
+        if name not in expected:
+            continue
+        kind, optional = expected[name]
+        if (value is None and optional) or (value is not None and _fits(value, kind)):
+            continue
+        wanted = kind.__name__ + (" or null" if optional else "")
+        raise TypeError(f"config {source}: field {name!r} is {value!r} ({type(value).__name__}); "
+                        f"expected {wanted}")
+
+
 def _normalize_config(configs: dict) -> dict:
     """Map Google/HF config keys onto the constructor arguments of the models."""
     configs.setdefault("max_position", configs.get("max_position_embeddings", 512))
@@ -104,12 +160,17 @@ def build_transformer_model(
         model_name, model_class = model.__name__.lower(), model
     else:
         raise TypeError(f"model must be a model name or a Transformer subclass, got {model!r}")
+    source = config_path or "(keyword arguments)"
+    expected = _expected_types(model_class)
+    _check_config_types(configs, {**expected, **{k: (t, True) for k, t in _ALIAS_TYPES.items()}}, source)
     configs = _normalize_config(model_class.normalize_config(configs, model_name))
+    _check_config_types(configs, expected, source)
+    configs = {k: v.item() if isinstance(v, np.generic) else v for k, v in configs.items()}
 
     missing = [k for k in _REQUIRED if configs.get(k) is None]
     if missing:
         raise ValueError(
-            f"config {config_path or '(keyword arguments)'} is missing required field(s): "
+            f"config {source} is missing required field(s): "
             f"{', '.join(missing)}")
 
     application = application.lower()

@@ -58,6 +58,7 @@ class Transformer:
         talking_heads: bool = False,
         ignore_invalid_weights: bool = False,
         autoresize_weights: bool = False,
+        allow_nonfinite_weights: bool = False,
         layers: dict | None = None,
         prefix: str | None = None,
         name: str | None = None,
@@ -87,6 +88,7 @@ class Transformer:
         self.talking_heads = talking_heads
         self.ignore_invalid_weights = ignore_invalid_weights
         self.autoresize_weights = autoresize_weights
+        self.allow_nonfinite_weights = allow_nonfinite_weights
         self.layer_norm_eps = layer_norm_eps
         self.recompute = recompute_enabled() if recompute is None else recompute
         self.graph_inputs = []
@@ -418,12 +420,13 @@ class Transformer:
     """HF names of tied copies (e.g. the MLM decoder) -> the Google name they repeat."""
 
     def checkpoint_view(self, checkpoint) -> GoogleNameView:
-        """Open ``checkpoint`` (path or reader) as a view under Google variable names."""
+        """Open ``checkpoint`` (path or reader) as a view under Google variable names; NaN/inf
+        in a weight is an error unless the model was built with ``allow_nonfinite_weights``."""
         reader = open_checkpoint(checkpoint)
         if reader.format == "tf":
-            return GoogleNameView(reader)
+            return GoogleNameView(reader, allow_nonfinite=self.allow_nonfinite_weights)
         return GoogleNameView(reader, self.hf_variable_name, self.hf_base_prefixes,
-                              self.hf_tied_names)
+                              self.hf_tied_names, allow_nonfinite=self.allow_nonfinite_weights)
 
     def load_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """Apply ``keep_tokens`` (select rows) and ``compound_tokens`` (append averaged rows)."""
@@ -451,8 +454,9 @@ class Transformer:
         """Load weights from a TF checkpoint, an HF directory, safetensors or .bin file.
 
         Raises on a model weight missing from the checkpoint (unless
-        ``ignore_invalid_weights``) and on a shape mismatch (unless
-        ``autoresize_weights``); warns about checkpoint weights left unused.
+        ``ignore_invalid_weights``), on a shape mismatch (unless
+        ``autoresize_weights``), on a non-float weight and on NaN/inf (unless
+        ``allow_nonfinite_weights``); warns about checkpoint weights left unused.
         """
         loaded = set()
         try:
