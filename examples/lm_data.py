@@ -59,6 +59,15 @@ def unigram_perplexity(train_ids: list[list[int]], valid_ids: list[list[int]], v
     return float(np.exp(-log_probas[valid].mean()))
 
 
+def next_token_nll(probas: np.ndarray, token_ids: np.ndarray) -> tuple[float, int]:
+    """Sum of -log p(token i+1 | tokens <= i) over the non-padding targets (id 0 is padding) of a
+    batch of language-model outputs ``probas`` (batch, length, vocab), and their number."""
+    targets = token_ids[:, 1:]
+    p = np.take_along_axis(probas[:, :-1], targets[..., None], axis=-1)[..., 0]
+    mask = targets > 0
+    return float(-np.log(np.maximum(p, 1e-12))[mask].sum()), int(mask.sum())
+
+
 def train_sentencepiece(path: str, texts: list[str], vocab_size: int, symbols: list[str]) -> str:
     """Train a unigram SentencePiece model on ``texts`` and write it to ``path`` (ids: 0 <unk>,
     1 <s>, 2 </s>, then ``symbols`` from id 3), unless ``path`` exists already."""
