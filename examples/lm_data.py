@@ -5,6 +5,7 @@ COCO captions). Synthetic data shows that the code runs, not how well a model do
 
 Run: python examples/lm_data.py chess [folder]    -> folder/qipu.json (default datasets/chess)
      python examples/lm_data.py caption [folder]  -> COCO-format captions + images (default datasets/caption)
+(--smoke or BERT4KERAS_SMOKE=1 writes fewer games / images.)
 """
 
 import json
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 
-from examples_common import package_file
+from examples_common import SMOKE, package_file
 
 
 def write_text(path: str, text: str) -> None:
@@ -88,7 +89,7 @@ def train_sentencepiece(path: str, texts: list[str], vocab_size: int, symbols: l
 FULL_INIT_FEN = "rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w"
 FILES = "abcdefghi"
 # Upper case is red (moves first, ranks 0-4 are its side), lower case black.
-PIECE_NAMES = dict(zip("KABNRCPkabnrcp", "帅仕相马车炮兵将士象马车炮卒"))
+PIECE_NAMES = dict(zip("KABNRCPkabnrcp", "帅仕相马车炮兵将士象碼砗砲卒"))
 ORTHOGONAL = ((1, 0), (-1, 0), (0, 1), (0, -1))
 DIAGONAL = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 KNIGHT = (((1, 2), (0, 1)), ((-1, 2), (0, 1)), ((1, -2), (0, -1)), ((-1, -2), (0, -1)),
@@ -312,7 +313,8 @@ def caption(folder: str = os.path.join("datasets", "caption"), images: int = 120
 
 
 if __name__ == "__main__":
-    writers = {"chess": chess, "caption": caption}
-    if len(sys.argv) < 2 or sys.argv[1] not in writers:
-        sys.exit("usage: python examples/lm_data.py chess|caption [folder]")
-    writers[sys.argv[1]](*sys.argv[2:3])
+    sizes = {"chess": dict(games=20 if SMOKE else 200), "caption": dict(images=16 if SMOKE else 120)}
+    if len(sys.argv) < 2 or sys.argv[1] not in sizes:
+        sys.exit("usage: python examples/lm_data.py chess|caption [folder] [--smoke]")
+    folder = [a for a in sys.argv[2:] if a != "--smoke"]
+    {"chess": chess, "caption": caption}[sys.argv[1]](*folder[:1], **sizes[sys.argv[1]])

@@ -20,8 +20,14 @@ CASES = {
     "basic_language_model_cpm_lm": ([("basic_language_model_cpm_lm", [])], "common sense (CPM: 北京): '中国的首都是"),
     "basic_language_model_gpt2_ml": ([("basic_language_model_gpt2_ml", [])], "['今天天气不错"),
     "basic_language_model_nezha_gen_gpt": ([("basic_language_model_nezha_gen_gpt", [])], "['今天天气不错"),
+    "task_language_model": ([("task_language_model", [])], "final valid perplexity:"),
+    "task_conditional_language_model": ([("task_conditional_language_model", [])],
+                                        "final: valid perplexity with the true label"),
+    "task_language_model_chinese_chess": ([("lm_data", ["chess"]), ("task_language_model_chinese_chess", [])],
+                                          "final held-out move accuracy:"),
+    "task_image_caption": ([("lm_data", ["caption"]), ("task_image_caption", [])], "final valid caption loss:"),
 }
-ON_TORCH = ["basic_language_model_gpt2_ml"]
+ON_TORCH = ["basic_language_model_gpt2_ml", "task_language_model", "task_conditional_language_model"]
 
 
 def environment(backend: str) -> dict:
@@ -91,3 +97,76 @@ def test_web_serving_answers_a_real_request(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_missing_game_records_are_named_with_a_fix(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, "task_language_model_chinese_chess.py")],
+                            cwd=tmp_path, env=environment("jax"), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error:" in result.stderr and "qipu.json" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def perft(board, depth: int) -> int:
+    """Number of move sequences of ``depth`` plies (the standard move-generator check)."""
+    if depth == 0:
+        return 1
+    total = 0
+    for move in board.create_moves():
+        after = board.copy()
+        after.move_iccs(move)
+        after.next_turn()
+        total += perft(after, depth - 1)
+    return total
+
+
+def test_xiangqi_move_counts_from_the_opening():
+    from lm_data import ChessBoard
+
+    assert perft(ChessBoard(), 1) == 44
+    assert perft(ChessBoard(), 2) == 1920  # the published perft(2) of the xiangqi opening
+
+
+def test_xiangqi_rules_kings_cannons_and_mate():
+    from lm_data import ChessBoard
+
+    facing = ChessBoard("4k4/9/9/9/9/9/9/9/9/4K4 w")
+    assert facing.create_moves() == ["e0d0", "e0f0"]  # the kings may not face each other on an open file
+    screened = ChessBoard("3k5/9/9/9/9/4c4/9/9/4P4/4K4 w")
+    assert screened.in_check(True)  # a cannon attacks over exactly one screen
+    assert screened.create_moves() == ["e0f0"]
+    mate = ChessBoard("3k5/9/9/9/4rr3/9/9/9/9/4K4 w")  # rooks on e and f, the black king guards d
+    assert mate.create_moves() == [] and mate.is_win()
+    board = ChessBoard()
+    assert board.move_iccs("h2e2") == "h2e2" and board.move_iccs("h9g7") is None  # still red to move
+    board.next_turn()
+    assert board.move_iccs("H9-G7") == "h9g7"
+
+
+def test_random_games_are_legal_and_written_in_the_record_format(tmp_path):
+    import json
+
+    from lm_data import ChessBoard, chess
+
+    path = chess(str(tmp_path), games=3, max_plies=30)
+    for line in open(path, encoding="utf-8"):
+        game = json.loads(line)
+        assert game["fen"] == "" and game["items"]["棋局结果"] in {"0", "1", "2"}
+        board, moves = ChessBoard(), game["iccs"]
+        assert len(moves) % 4 == 0 and moves
+        for i in range(0, len(moves), 4):
+            assert board.move_iccs(moves[i:i + 4]) is not None
+            board.next_turn()
+
+
+def test_perplexity_helpers():
+    import numpy as np
+
+    from lm_data import next_token_nll, unigram_perplexity
+
+    probas = np.full((1, 3, 4), 0.25)
+    probas[0, 0, 2] = 0.5
+    nll, n = next_token_nll(probas, np.array([[1, 2, 0]]))
+    assert n == 1 and abs(nll - np.log(2)) < 1e-9  # the padding target is not counted
+    assert abs(unigram_perplexity([[1, 1, 1]], [[1]], 3) - 6 / 4) < 1e-9  # counts 1+3 of 6 after add-one
