@@ -191,5 +191,6 @@ if __name__ == "__main__":
               verbose=2)
     model.load_weights("best_model_caption.weights.h5")
     valid_generator = data_generator(valid_data, batch_size)
-    valid_loss = model.evaluate(valid_generator.forfit(), steps=len(valid_generator), verbose=0, return_dict=True)["loss"]
+    valid_loss = model.evaluate(valid_generator.forfit(), steps=len(valid_generator), verbose=0,
+                                return_dict=True)["loss"]
     print(f"final valid caption loss: {valid_loss:.4f} (uniform over the vocab: {np.log(len(keep_tokens)):.4f})")
