@@ -145,6 +145,8 @@ def read_labelled_file(path: str, text_column: str = "text", label_column: str =
 def read_inputs(texts: list[str], path: str | None, encoding: str = "utf-8", field: str = "text") -> list[str]:
     """Texts from the command line, else from ``path`` (``-`` or nothing: stdin): JSONL objects
     (their ``field``) for ``.jsonl`` files, one text per line otherwise."""
+    if texts == ["-"]:
+        texts, path = [], path or "-"
     if texts and path:
         raise SystemExit("give texts on the command line or --input, not both")
     if texts:

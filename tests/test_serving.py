@@ -2,7 +2,8 @@
 
 MiniLM serves /embed (200 concurrent requests equal the in-process embeddings, bad inputs are
 4xx); a tiny classifier saved the way `train` saves serves /predict, the 429 path and SIGTERM
-(last: it stops that server).
+(last: it stops that server); a tiny CRF NER model serves /ner and a tiny BERT language model
+/generate (plain and streamed); 0.11.5's `WebServing` answers GET and POST.
 """
 
 from __future__ import annotations
@@ -96,11 +97,28 @@ async def post_all(url: str, bodies: list[dict], headers: dict | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def servers(minilm_dir, classifier_dir, tmp_path_factory):
-    """Both servers start at once (each test waits for its own): MiniLM for /embed, the tiny
-    classifier for /predict, 429 (it holds requests 1.5 s, at most 12) and SIGTERM (the last test)."""
+def ner_dir(tmp_path_factory):
+    from test_cli import make_ner_dir
+
+    return make_ner_dir(tmp_path_factory.mktemp("ner"), "crf", seed=4)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    from test_cli import make_encoder_dir
+
+    return make_encoder_dir(tmp_path_factory.mktemp("lm"), application="lm", seed=5)
+
+
+@pytest.fixture(scope="module")
+def servers(minilm_dir, classifier_dir, ner_dir, lm_dir, tmp_path_factory):
+    """The servers start at once (each test waits for its own): MiniLM for /embed, the tiny
+    classifier for /predict, 429 (it holds requests 1.5 s, at most 12) and SIGTERM (the last test),
+    the tiny NER model for /ner and the tiny language model for /generate."""
     logs = tmp_path_factory.mktemp("serve")
     started = {
+        "ner": Server(ner_dir, str(logs / "ner.log"), "--buckets", "16"),
+        "generate": Server(lm_dir, str(logs / "generate.log"), "--task", "generate", "--max-new-tokens", "12"),
         "minilm": Server(minilm_dir, str(logs / "minilm.log"), "--max-length", "32", "--buckets", "32",
                          "--max-batch-size", "8", "--max-texts", "64", "--max-request-bytes", "200000",
                          "--api-key", API_KEY),
@@ -326,6 +344,145 @@ def test_sigterm_finishes_accepted_requests(classifier_server, classifier_dir):
         np.testing.assert_allclose([scores[label] for label in LABELS], row, atol=1e-5)
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/health", timeout=2)
+
+
+# --------------------------------------------------------------------------- /ner and /generate
+
+NER_TEXTS = ["the cat sat on a mat", "people sang old songs about rivers and winter light",
+             "Rain fell over quiet hills"]
+
+
+def test_ner_matches_in_process(servers, ner_dir):
+    from bert4keras.cli_ner import load_ner, predict_ner
+
+    response = httpx.post(servers["ner"].url + "/ner", json={"texts": NER_TEXTS}, timeout=60)
+    assert response.status_code == 200, response.text
+    got = response.json()["entities"]
+    want = predict_ner(*load_ner(ner_dir), NER_TEXTS)
+    assert got == json.loads(json.dumps(want))
+    assert any(got), "the random model found no entity at all: the comparison would be empty"
+    for text, entities in zip(NER_TEXTS, got):
+        for e in entities:
+            assert text[e["start"]:e["end"]] == e["text"] and e["label"] in ("PER", "PLACE")
+    bad = httpx.post(servers["ner"].url + "/ner", json={"texts": [7]}, timeout=60)
+    assert bad.status_code == 422 and "texts[0] must be a string" in bad.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def lm_reference(lm_dir):
+    from bert4keras.cli import load_generator, prompt_ids
+
+    model, tokenizer, application = load_generator(lm_dir)
+
+    def generate(prompts: list[str], n: int, **options) -> list[list[int]]:
+        ids = [prompt_ids(tokenizer, p, application) for p in prompts]
+        return model.generate(ids, n, end_id=tokenizer._token_end_id, **options)
+
+    return generate, tokenizer
+
+
+def test_generate_matches_in_process(servers, lm_reference):
+    from bert4keras.cli import answer_text
+
+    generate, tokenizer = lm_reference
+    url = servers["generate"].url + "/generate"
+    prompts = ["the cat sat", "people sang"]
+    for options in ({}, {"num_beams": 3}, {"top_k": 5, "top_p": 0.9, "temperature": 0.7, "seed": 11}):
+        response = httpx.post(url, json={"prompts": prompts, "max_new_tokens": 8, **options}, timeout=120)
+        assert response.status_code == 200, (options, response.text)
+        want = generate(prompts, 8, **options)
+        got = response.json()["generations"]
+        assert [g["ids"] for g in got] == want, options
+        assert [g["text"] for g in got] == [answer_text(tokenizer, ids) for ids in want]
+
+
+def test_generate_streams_one_event_per_step(servers, lm_reference):
+    generate, tokenizer = lm_reference
+    body = {"prompts": ["the cat sat"], "max_new_tokens": 10, "stream": True}
+    with httpx.stream("POST", servers["generate"].url + "/generate", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [block for block in response.read().decode().split("\n\n") if block]
+    steps = [json.loads(e[len("data: "):]) for e in events if e.startswith("data: ")]
+    done = [json.loads(e.split("data: ", 1)[1]) for e in events if e.startswith("event: done")]
+    want = generate(["the cat sat"], 10)[0]
+    assert [s["step"] for s in steps] == list(range(len(steps)))
+    assert [s["ids"][0] for s in steps if s["ids"][0] is not None] == want
+    assert len(done) == 1 and done[0]["generations"][0]["ids"] == want
+    streamed = "".join(s["text"][0] for s in steps)
+    assert tokenizer.decode(want).startswith(streamed)
+
+
+GENERATE_BAD = [
+    ({"prompts": ["a"], "top_p": 2}, "top_p must be in (0, 1], got 2"),
+    ({"prompts": ["a"], "top_k": 0}, "top_k must be in [1"),
+    ({"prompts": ["a"], "temperature": 0}, "temperature must be in (0"),
+    ({"prompts": ["a"], "max_new_tokens": 13}, "max_new_tokens must be in [1, 12]"),
+    ({"prompts": ["a"], "num_beams": "3"}, "num_beams must be an integer"),
+    ({"prompts": ["a"], "seed": True}, "seed must be an integer"),
+    ({"prompts": ["a"], "num_beams": 2, "stream": True}, "num_beams > 1"),
+    ({"prompts": []}, "prompts is empty"),
+    ({"prompt": ["a"]}, "unknown field 'prompt'"),
+    ({"prompts": [" ".join(["cat"] * 70)]}, "prompts[0] has"),
+]
+
+
+def test_generate_bad_inputs_are_422(servers):
+    url = servers["generate"].url
+    for body, words in GENERATE_BAD:
+        response = httpx.post(url + "/generate", json=body, timeout=60)
+        assert response.status_code == 422, (body, response.text)
+        assert words in response.json()["error"], (body, response.json())
+    assert httpx.post(url + "/embed", json={"texts": ["a"]}).status_code == 404
+    assert httpx.get(url + "/health").status_code == 200
+
+
+# --------------------------------------------------------------------------- 0.11.5 WebServing
+
+WEB_SERVING_SCRIPT = """
+import sys
+from bert4keras.snippets import WebServing
+
+def add(a, b=10):
+    if a < 0:
+        raise ValueError("negative a")
+    return {"sum": a + b}
+
+web = WebServing(host="127.0.0.1", port=int(sys.argv[1]), server="paste")
+web.route("/add", add, {"a": (int, True), "b": (int, False)})
+web.route("/echo", lambda text: text[::-1], {"text": (None, True)}, method="POST")
+web.start()
+"""
+
+
+def test_web_serving_get_and_post(tmp_path):
+    port = free_port()
+    (tmp_path / "web.py").write_text(WEB_SERVING_SCRIPT, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, str(tmp_path / "web.py"), str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                first = httpx.get(base + "/add", params={"a": 2, "b": 5})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "WebServing never answered"
+                time.sleep(0.2)
+        assert first.json() == {"code": 0, "desc": "succeeded", "data": {"sum": 7}}
+        assert httpx.get(base + "/add?a=2").json()["data"] == {"sum": 12}
+        assert httpx.get(base + "/add?b=2").json() == {"code": 1, "desc": 'lack of "a" argument', "data": {}}
+        assert httpx.get(base + "/add?a=-1").json() == {"code": 2, "desc": "negative a", "data": {}}
+        assert httpx.get(base + "/add?a=x").json()["code"] == 2  # the converter failed
+        echo = httpx.post(base + "/echo", data={"text": "你好abc"})
+        assert echo.json() == {"code": 0, "desc": "succeeded", "data": "cba好你"}
+        assert httpx.get(base + "/echo").status_code == 405
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def test_serve_command_line_errors(tmp_path):
