@@ -56,7 +56,7 @@ class Server:
     @property
     def url(self) -> str:
         base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600
         while not self._ready:
             if self.process.poll() is not None:
                 pytest.fail(f"server exited with {self.process.returncode}:\n{open(self.log_path).read()[-3000:]}")
@@ -65,7 +65,7 @@ class Server:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after 240s:\n{open(self.log_path).read()[-3000:]}")
+                pytest.fail(f"server not healthy after 600s:\n{open(self.log_path).read()[-3000:]}")
             time.sleep(0.2)
         return base
 
