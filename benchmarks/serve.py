@@ -5,8 +5,9 @@ batching, one that runs every text alone (``--max-batch-size 1 --max-wait-ms 0``
 concurrency 1, 8, 32, 128 and each round, the client loads one server then the other (closed
 loop: each of ``c`` workers sends its next one-text request when the previous answer arrives),
 so both modes see the same background load; the table gives the medians over rounds of
-requests/s, p50 and p99 latency, the mean texts per forward pass (from ``/metrics``), and the
-speed-up with its spread over rounds. First, in-process, the forward pass alone at batch 1 and
+requests/s, p50 and p99 latency, the mean texts per forward pass and the share of the time
+the worker spent in forward passes (both from ``/metrics``), and the speed-up with its spread
+over rounds. First, in-process, the forward pass alone at batch 1 and
 at batch 32: the most batching can gain on this machine (the "ceiling").
 
     python benchmarks/serve.py [--rounds 3] [--requests-per-worker 4] [--backend jax]
@@ -71,11 +72,13 @@ def wait_healthy(process: subprocess.Popen, url: str, log_name: str) -> None:
     raise SystemExit(f"server not healthy after 900s; see {log_name}")
 
 
-def batch_stats(url: str) -> tuple[float, float]:
-    """(forward passes, texts) so far, from the server's /metrics."""
+def batch_stats(url: str) -> tuple[float, float, float]:
+    """(forward passes, texts, seconds in forward passes) so far, from the server's /metrics."""
     lines = httpx.get(url + "/metrics").text.splitlines()
-    value = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith("bert4keras_batch_size_")}
-    return value.get("bert4keras_batch_size_count", 0.0), value.get("bert4keras_batch_size_sum", 0.0)
+    value = {line.split()[0]: float(line.split()[1]) for line in lines
+             if line.startswith(("bert4keras_batch_size_", "bert4keras_forward_seconds_"))}
+    return (value.get("bert4keras_batch_size_count", 0.0), value.get("bert4keras_batch_size_sum", 0.0),
+            value.get("bert4keras_forward_seconds_sum", 0.0))
 
 
 async def load(url: str, concurrency: int, per_worker: int, texts: list[str]) -> dict:
@@ -96,15 +99,16 @@ async def load(url: str, concurrency: int, per_worker: int, texts: list[str]) ->
                     latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(*(worker(w, 1, False) for w in range(concurrency)))
-        passes, sent = batch_stats(url)
+        passes, sent, busy = batch_stats(url)
         started = time.perf_counter()
         await asyncio.gather(*(worker(w, per_worker, True) for w in range(concurrency)))
         elapsed = time.perf_counter() - started
-    passes_after, sent_after = batch_stats(url)
+    passes_after, sent_after, busy_after = batch_stats(url)
     ms = np.array(latencies) * 1000
     return {"rps": len(latencies) / elapsed, "p50": float(np.percentile(ms, 50)),
             "p99": float(np.percentile(ms, 99)),
-            "batch": (sent_after - sent) / max(passes_after - passes, 1.0)}
+            "batch": (sent_after - sent) / max(passes_after - passes, 1.0),
+            "forward": (busy_after - busy) / elapsed}
 
 
 def forward_ceiling(rounds: int) -> dict:
@@ -159,7 +163,8 @@ def main() -> None:
                     result = asyncio.run(load(servers[mode][1], c, per_worker, texts))
                     results[mode, c].append(result)
                     print(f"c={c:<3d} round {r} {mode:>12s} {result['rps']:7.1f} req/s  p50 {result['p50']:7.1f} ms  "
-                          f"p99 {result['p99']:7.1f} ms  {result['batch']:.1f} texts/pass", flush=True)
+                          f"p99 {result['p99']:7.1f} ms  {result['batch']:.1f} texts/pass  "
+                          f"{result['forward']:.0%} of the time in forward passes", flush=True)
                 loads.append(os.getloadavg()[0])
     finally:
         for process, _ in servers.values():
@@ -173,15 +178,17 @@ def main() -> None:
     print(f"\nbackend {args.backend}; one-text /embed requests on MiniLM (6 layers, hidden 384); "
           f"{args.rounds} paired rounds, medians; load average {min(loads):.1f}-{max(loads):.1f} while measuring")
     print(f"forward-pass ceiling (batch 32 vs batch 1, in-process): {gain:.2f}x\n")
-    print("| concurrency | batching req/s | p50 ms | p99 ms | texts/pass | batch-of-one req/s | p50 ms | p99 ms "
-          "| speed-up (min-max) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| concurrency | batching req/s | p50 ms | p99 ms | texts/pass | in forward | batch-of-one req/s "
+          "| p50 ms | p99 ms | in forward | speed-up (min-max) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in CONCURRENCY:
         ratios = [a["rps"] / b["rps"] for a, b in zip(results["batching", c], results["batch-of-one", c])]
         print(f"| {c} | {median('batching', c, 'rps'):.1f} | {median('batching', c, 'p50'):.0f} | "
               f"{median('batching', c, 'p99'):.0f} | {median('batching', c, 'batch'):.1f} | "
+              f"{median('batching', c, 'forward'):.0%} | "
               f"{median('batch-of-one', c, 'rps'):.1f} | {median('batch-of-one', c, 'p50'):.0f} | "
-              f"{median('batch-of-one', c, 'p99'):.0f} | {np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+              f"{median('batch-of-one', c, 'p99'):.0f} | {median('batch-of-one', c, 'forward'):.0%} | "
+              f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
 
 
 if __name__ == "__main__":
