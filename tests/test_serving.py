@@ -89,7 +89,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 async def post_all(url: str, bodies: list[dict], headers: dict | None = None) -> list:
     """POST every body at once (one connection each); a response or the transport exception."""
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=300, limits=limits, headers=headers) as client:
+    async with httpx.AsyncClient(timeout=900, limits=limits, headers=headers) as client:
         return await asyncio.gather(*(client.post(url, json=b) for b in bodies), return_exceptions=True)
 
 
@@ -173,7 +173,7 @@ def test_embed_200_concurrent_requests_match_in_process(minilm_server, minilm_re
         want = np.stack([minilm_reference[t] for t in body["texts"]])
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-5)
-    metrics = httpx.get(minilm_server.url + "/metrics", headers=AUTH).text
+    metrics = httpx.get(minilm_server.url + "/metrics", headers=AUTH, timeout=120).text
     batches = float(next(line.split()[-1] for line in metrics.splitlines()
                          if line.startswith("bert4keras_batch_size_count")))
     assert batches < sum(len(b["texts"]) for b in bodies), "concurrent texts were never batched together"
@@ -182,20 +182,20 @@ def test_embed_200_concurrent_requests_match_in_process(minilm_server, minilm_re
 
 def test_health_info_tokenize_and_openai_route(minilm_server, minilm_reference):
     url = minilm_server.url
-    assert httpx.get(url + "/health").json() == {"status": "ok"}  # no key needed for the probe
-    info = httpx.get(url + "/info", headers=AUTH).json()
+    assert httpx.get(url + "/health", timeout=120).json() == {"status": "ok"}  # no key needed for the probe
+    info = httpx.get(url + "/info", headers=AUTH, timeout=120).json()
     assert info["task"] == "embed" and info["max_length"] == 32
     assert info["backend"] == os.environ.get("KERAS_BACKEND", "jax") and info["version"]
 
     text = "Hello, World! Serving works."
-    tokens = httpx.post(url + "/tokenize", json={"texts": [text]}, headers=AUTH).json()["tokens"][0]
+    tokens = httpx.post(url + "/tokenize", json={"texts": [text]}, headers=AUTH, timeout=120).json()["tokens"][0]
     assert tokens["tokens"][0] == "[CLS]" and tokens["tokens"][1] == "hello"
     assert len(tokens["ids"]) == len(tokens["tokens"]) == len(tokens["offsets"])
     start, end = tokens["offsets"][3]
     assert text[start:end].lower() == tokens["tokens"][3]
 
     first = list(minilm_reference)[0]
-    answer = httpx.post(url + "/v1/embeddings", json={"input": first, "model": "m"}, headers=AUTH).json()
+    answer = httpx.post(url + "/v1/embeddings", json={"input": first, "model": "m"}, headers=AUTH, timeout=120).json()
     assert answer["object"] == "list" and answer["data"][0]["index"] == 0
     np.testing.assert_allclose(answer["data"][0]["embedding"], minilm_reference[first], atol=1e-5)
     assert answer["usage"]["prompt_tokens"] > 0
