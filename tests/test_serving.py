@@ -462,25 +462,27 @@ def test_web_serving_get_and_post(tmp_path):
     process = subprocess.Popen([sys.executable, str(tmp_path / "web.py"), str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(timeout=120)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while True:
             assert process.poll() is None, process.stderr.read()
             try:
-                first = httpx.get(base + "/add", params={"a": 2, "b": 5})
+                first = client.get(base + "/add", params={"a": 2, "b": 5})
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "WebServing never answered"
                 time.sleep(0.2)
         assert first.json() == {"code": 0, "desc": "succeeded", "data": {"sum": 7}}
-        assert httpx.get(base + "/add?a=2").json()["data"] == {"sum": 12}
-        assert httpx.get(base + "/add?b=2").json() == {"code": 1, "desc": 'lack of "a" argument', "data": {}}
-        assert httpx.get(base + "/add?a=-1").json() == {"code": 2, "desc": "negative a", "data": {}}
-        assert httpx.get(base + "/add?a=x").json()["code"] == 2  # the converter failed
-        echo = httpx.post(base + "/echo", data={"text": "你好abc"})
+        assert client.get(base + "/add?a=2").json()["data"] == {"sum": 12}
+        assert client.get(base + "/add?b=2").json() == {"code": 1, "desc": 'lack of "a" argument', "data": {}}
+        assert client.get(base + "/add?a=-1").json() == {"code": 2, "desc": "negative a", "data": {}}
+        assert client.get(base + "/add?a=x").json()["code"] == 2  # the converter failed
+        echo = client.post(base + "/echo", data={"text": "你好abc"})
         assert echo.json() == {"code": 0, "desc": "succeeded", "data": "cba好你"}
-        assert httpx.get(base + "/echo").status_code == 405
+        assert client.get(base + "/echo").status_code == 405
     finally:
+        client.close()
         process.terminate()
         process.wait(30)
 
