@@ -490,7 +490,7 @@ def test_web_serving_get_and_post(tmp_path):
 def test_serve_command_line_errors(tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "bert4keras", "serve", *args], capture_output=True,
-                              text=True, timeout=120, cwd=ROOT,
+                              text=True, timeout=600, cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
 
     missing = run(str(tmp_path / "nowhere"))
