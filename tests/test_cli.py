@@ -200,6 +200,7 @@ def test_classification_scores():
     assert scores["macro_f1"] == pytest.approx(np.mean([2 / 3, 2 / 4, 0.0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["crf", "globalpointer"])
 def test_train_ner_learns_and_predict_matches_eval(tmp_path, capsys, head):
     encoder = make_encoder_dir(tmp_path / "enc")
