@@ -411,47 +411,69 @@ def longest_common_subsequence(source: Sequence, target: Sequence) -> tuple[int,
 
 
 class WebServing:
-    """A small bottle web server exposing Python functions as JSON endpoints (for quick tests).
+    """Python functions as small JSON web endpoints (0.11.5's API), on Starlette under uvicorn.
 
     ``web = WebServing(port=8864)``; ``web.route('/f', f, {'text': (None, True), 'n': (int, False)})``;
-    ``web.start()``. Each argument maps to ``(converter or None, required)``; the reply is
-    ``{"code": 0, "desc": "succeeded", "data": f(...)}``, code 1 for a missing required
-    argument, code 2 with the error text if ``f`` raises. Needs ``pip install bottle``
-    (and ``paste`` for the default ``server='paste'``; ``server='wsgiref'`` needs nothing).
+    ``web.start()``. Each argument maps to ``(converter or None, required)`` and is read from the
+    query string (GET) or an urlencoded form body (POST); the reply is
+    ``{"code": 0, "desc": "succeeded", "data": f(...)}``, code 1 for a missing required argument,
+    code 2 with the error text if a converter or ``f`` raises. ``server`` (0.11.5: a bottle
+    server name such as ``'paste'``) is accepted and ignored: uvicorn always serves. Needs
+    ``pip install 'bert4keras[serving]'``.
     """
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 8000, server="paste"):
+    def __init__(self, host: str = "0.0.0.0", port: int = 8000, server: str = "paste"):
         try:
-            import bottle
+            from starlette.applications import Starlette
         except ImportError:
-            raise ImportError("WebServing needs the bottle package: pip install bottle") from None
+            raise ImportError("WebServing needs starlette and uvicorn: pip install 'bert4keras[serving]'") from None
         self.host = host
         self.port = port
         self.server = server
-        self.bottle = bottle
-        self.app = bottle.Bottle()
+        self.app = Starlette()
 
     def wraps(self, func: Callable, arguments: dict, method: str = "GET") -> Callable:
         """The endpoint for ``func``: read ``arguments`` from the query (GET) or form (POST), reply JSON."""
-        request = self.bottle.request
+        from urllib.parse import parse_qsl
 
-        def endpoint():
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse, Response
+
+        def answer(outputs: dict, status: int = 200) -> Response:
+            return Response(json.dumps(outputs, ensure_ascii=False), status_code=status,
+                            media_type="application/json")
+
+        async def endpoint(request):
             outputs = {"code": 0, "desc": "succeeded", "data": {}}
-            params = request.GET if method == "GET" else request.POST
+            if method == "GET":
+                params = dict(request.query_params)
+            else:
+                content_type = request.headers.get("content-type", "application/x-www-form-urlencoded")
+                if not content_type.startswith("application/x-www-form-urlencoded"):
+                    return JSONResponse({"code": 1, "desc": f"POST a form as application/x-www-form-urlencoded, "
+                                                            f"not {content_type.split(';')[0]}"}, 415)
+                body = await request.body()
+                try:
+                    params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+                except UnicodeDecodeError:
+                    return JSONResponse({"code": 1, "desc": "the form body is not valid UTF-8"}, 400)
             kwargs = {}
             for key, (convert, required) in arguments.items():
-                value = params.getunicode(key)
-                if value is None:
+                if key not in params:
                     if required:
                         outputs["code"], outputs["desc"] = 1, f'lack of "{key}" argument'
-                        return json.dumps(outputs, ensure_ascii=False)
+                        return answer(outputs)
                     continue
-                kwargs[key] = convert(value) if convert is not None else value
+                kwargs[key] = params[key]
             try:
-                outputs["data"] = func(**kwargs)
+                for key, (convert, _) in arguments.items():
+                    if key in kwargs and convert is not None:
+                        kwargs[key] = convert(kwargs[key])
+                outputs["data"] = await run_in_threadpool(func, **kwargs)
+                return answer(outputs)
             except Exception as e:  # reported to the client, as the service's contract says
-                outputs["code"], outputs["desc"] = 2, str(e)
-            return json.dumps(outputs, ensure_ascii=False)
+                outputs["code"], outputs["desc"], outputs["data"] = 2, str(e), {}
+                return answer(outputs)
 
         return endpoint
 
@@ -459,17 +481,13 @@ class WebServing:
         """Serve ``func`` at ``path``."""
         if method not in ("GET", "POST"):
             raise ValueError(f"WebServing.route: method must be 'GET' or 'POST', got {method!r}")
-        self.app.route(path, method=method)(self.wraps(func, arguments, method))
+        self.app.add_route(path, self.wraps(func, arguments, method), methods=[method])
 
     def start(self) -> None:
-        """Serve until interrupted."""
-        if self.server == "paste":
-            try:
-                import paste  # noqa: F401
-            except ImportError:
-                raise ImportError("WebServing(server='paste') needs the paste package (pip install paste); "
-                                  "or pass server='wsgiref'") from None
-        self.bottle.run(app=self.app, host=self.host, port=self.port, server=self.server)
+        """Serve until interrupted (SIGINT / SIGTERM)."""
+        import uvicorn
+
+        uvicorn.run(self.app, host=self.host, port=self.port)
 
 
 class Hook:

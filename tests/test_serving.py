@@ -2,7 +2,8 @@
 
 MiniLM serves /embed (200 concurrent requests equal the in-process embeddings, bad inputs are
 4xx); a tiny classifier saved the way `train` saves serves /predict, the 429 path and SIGTERM
-(last: it stops that server).
+(last: it stops that server); a tiny CRF NER model serves /ner and a tiny BERT language model
+/generate (plain and streamed); 0.11.5's `WebServing` answers GET and POST.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Server:
     @property
     def url(self) -> str:
         base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
         while not self._ready:
             if self.process.poll() is not None:
                 pytest.fail(f"server exited with {self.process.returncode}:\n{open(self.log_path).read()[-3000:]}")
@@ -64,7 +65,7 @@ class Server:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after 240s:\n{open(self.log_path).read()[-3000:]}")
+                pytest.fail(f"server not healthy after 900s:\n{open(self.log_path).read()[-3000:]}")
             time.sleep(0.2)
         return base
 
@@ -88,7 +89,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 async def post_all(url: str, bodies: list[dict], headers: dict | None = None) -> list:
     """POST every body at once (one connection each); a response or the transport exception."""
     limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=300, limits=limits, headers=headers) as client:
+    async with httpx.AsyncClient(timeout=900, limits=limits, headers=headers) as client:
         return await asyncio.gather(*(client.post(url, json=b) for b in bodies), return_exceptions=True)
 
 
@@ -96,11 +97,28 @@ async def post_all(url: str, bodies: list[dict], headers: dict | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def servers(minilm_dir, classifier_dir, tmp_path_factory):
-    """Both servers start at once (each test waits for its own): MiniLM for /embed, the tiny
-    classifier for /predict, 429 (it holds requests 1.5 s, at most 12) and SIGTERM (the last test)."""
+def ner_dir(tmp_path_factory):
+    from test_cli import make_ner_dir
+
+    return make_ner_dir(tmp_path_factory.mktemp("ner"), "crf", seed=4)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    from test_cli import make_encoder_dir
+
+    return make_encoder_dir(tmp_path_factory.mktemp("lm"), application="lm", seed=5)
+
+
+@pytest.fixture(scope="module")
+def servers(minilm_dir, classifier_dir, ner_dir, lm_dir, tmp_path_factory):
+    """The servers start at once (each test waits for its own): MiniLM for /embed, the tiny
+    classifier for /predict, 429 (it holds requests 1.5 s, at most 12) and SIGTERM (the last test),
+    the tiny NER model for /ner and the tiny language model for /generate."""
     logs = tmp_path_factory.mktemp("serve")
     started = {
+        "ner": Server(ner_dir, str(logs / "ner.log"), "--buckets", "16", "--max-batch-size", "4"),
+        "generate": Server(lm_dir, str(logs / "generate.log"), "--task", "generate", "--max-new-tokens", "12"),
         "minilm": Server(minilm_dir, str(logs / "minilm.log"), "--max-length", "32", "--buckets", "32",
                          "--max-batch-size", "8", "--max-texts", "64", "--max-request-bytes", "200000",
                          "--api-key", API_KEY),
@@ -155,7 +173,7 @@ def test_embed_200_concurrent_requests_match_in_process(minilm_server, minilm_re
         want = np.stack([minilm_reference[t] for t in body["texts"]])
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-5)
-    metrics = httpx.get(minilm_server.url + "/metrics", headers=AUTH).text
+    metrics = httpx.get(minilm_server.url + "/metrics", headers=AUTH, timeout=120).text
     batches = float(next(line.split()[-1] for line in metrics.splitlines()
                          if line.startswith("bert4keras_batch_size_count")))
     assert batches < sum(len(b["texts"]) for b in bodies), "concurrent texts were never batched together"
@@ -164,20 +182,20 @@ def test_embed_200_concurrent_requests_match_in_process(minilm_server, minilm_re
 
 def test_health_info_tokenize_and_openai_route(minilm_server, minilm_reference):
     url = minilm_server.url
-    assert httpx.get(url + "/health").json() == {"status": "ok"}  # no key needed for the probe
-    info = httpx.get(url + "/info", headers=AUTH).json()
+    assert httpx.get(url + "/health", timeout=120).json() == {"status": "ok"}  # no key needed for the probe
+    info = httpx.get(url + "/info", headers=AUTH, timeout=120).json()
     assert info["task"] == "embed" and info["max_length"] == 32
     assert info["backend"] == os.environ.get("KERAS_BACKEND", "jax") and info["version"]
 
     text = "Hello, World! Serving works."
-    tokens = httpx.post(url + "/tokenize", json={"texts": [text]}, headers=AUTH).json()["tokens"][0]
+    tokens = httpx.post(url + "/tokenize", json={"texts": [text]}, headers=AUTH, timeout=120).json()["tokens"][0]
     assert tokens["tokens"][0] == "[CLS]" and tokens["tokens"][1] == "hello"
     assert len(tokens["ids"]) == len(tokens["tokens"]) == len(tokens["offsets"])
     start, end = tokens["offsets"][3]
     assert text[start:end].lower() == tokens["tokens"][3]
 
     first = list(minilm_reference)[0]
-    answer = httpx.post(url + "/v1/embeddings", json={"input": first, "model": "m"}, headers=AUTH).json()
+    answer = httpx.post(url + "/v1/embeddings", json={"input": first, "model": "m"}, headers=AUTH, timeout=120).json()
     assert answer["object"] == "list" and answer["data"][0]["index"] == 0
     np.testing.assert_allclose(answer["data"][0]["embedding"], minilm_reference[first], atol=1e-5)
     assert answer["usage"]["prompt_tokens"] > 0
@@ -328,10 +346,151 @@ def test_sigterm_finishes_accepted_requests(classifier_server, classifier_dir):
         httpx.get(url + "/health", timeout=2)
 
 
+# --------------------------------------------------------------------------- /ner and /generate
+
+NER_TEXTS = ["the cat sat on a mat", "people sang old songs about rivers and winter light",
+             "Rain fell over quiet hills"]
+
+
+def test_ner_matches_in_process(servers, ner_dir):
+    from bert4keras.cli_ner import load_ner, predict_ner
+
+    response = httpx.post(servers["ner"].url + "/ner", json={"texts": NER_TEXTS}, timeout=300)
+    assert response.status_code == 200, response.text
+    got = response.json()["entities"]
+    want = predict_ner(*load_ner(ner_dir), NER_TEXTS)
+    assert got == json.loads(json.dumps(want))
+    assert any(got), "the random model found no entity at all: the comparison would be empty"
+    for text, entities in zip(NER_TEXTS, got):
+        for e in entities:
+            assert text[e["start"]:e["end"]] == e["text"] and e["label"] in ("PER", "PLACE")
+    bad = httpx.post(servers["ner"].url + "/ner", json={"texts": [7]}, timeout=60)
+    assert bad.status_code == 422 and "texts[0] must be a string" in bad.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def lm_reference(lm_dir):
+    from bert4keras.cli import load_generator, prompt_ids
+
+    model, tokenizer, application = load_generator(lm_dir)
+
+    def generate(prompts: list[str], n: int, **options) -> list[list[int]]:
+        ids = [prompt_ids(tokenizer, p, application) for p in prompts]
+        return model.generate(ids, n, end_id=tokenizer._token_end_id, **options)
+
+    return generate, tokenizer
+
+
+def test_generate_matches_in_process(servers, lm_reference):
+    from bert4keras.cli import answer_text
+
+    generate, tokenizer = lm_reference
+    url = servers["generate"].url + "/generate"
+    prompts = ["the cat sat", "people sang"]
+    for options in ({}, {"num_beams": 3}, {"top_k": 5, "top_p": 0.9, "temperature": 0.7, "seed": 11}):
+        response = httpx.post(url, json={"prompts": prompts, "max_new_tokens": 12, **options}, timeout=900)
+        assert response.status_code == 200, (options, response.text)
+        want = generate(prompts, 12, **options)
+        got = response.json()["generations"]
+        assert [g["ids"] for g in got] == want, options
+        assert [g["text"] for g in got] == [answer_text(tokenizer, ids) for ids in want]
+
+
+def test_generate_streams_one_event_per_step(servers, lm_reference):
+    generate, tokenizer = lm_reference
+    body = {"prompts": ["the cat sat"], "max_new_tokens": 12, "stream": True}
+    with httpx.stream("POST", servers["generate"].url + "/generate", json=body, timeout=900) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [block for block in response.read().decode().split("\n\n") if block]
+    steps = [json.loads(e[len("data: "):]) for e in events if e.startswith("data: ")]
+    done = [json.loads(e.split("data: ", 1)[1]) for e in events if e.startswith("event: done")]
+    want = generate(["the cat sat"], 12)[0]
+    assert [s["step"] for s in steps] == list(range(len(steps)))
+    assert [s["ids"][0] for s in steps if s["ids"][0] is not None] == want
+    assert len(done) == 1 and done[0]["generations"][0]["ids"] == want
+    streamed = "".join(s["text"][0] for s in steps)
+    assert tokenizer.decode(want).startswith(streamed)
+
+
+GENERATE_BAD = [
+    ({"prompts": ["a"], "top_p": 2}, "top_p must be in (0, 1], got 2"),
+    ({"prompts": ["a"], "top_k": 0}, "top_k must be in [1"),
+    ({"prompts": ["a"], "temperature": 0}, "temperature must be in (0"),
+    ({"prompts": ["a"], "max_new_tokens": 13}, "max_new_tokens must be in [1, 12]"),
+    ({"prompts": ["a"], "num_beams": "3"}, "num_beams must be an integer"),
+    ({"prompts": ["a"], "seed": True}, "seed must be an integer"),
+    ({"prompts": ["a"], "num_beams": 2, "stream": True}, "num_beams > 1"),
+    ({"prompts": []}, "prompts is empty"),
+    ({"prompt": ["a"]}, "unknown field 'prompt'"),
+    ({"prompts": [" ".join(["cat"] * 70)]}, "prompts[0] has"),
+]
+
+
+def test_generate_bad_inputs_are_422(servers):
+    url = servers["generate"].url
+    for body, words in GENERATE_BAD:
+        response = httpx.post(url + "/generate", json=body, timeout=60)
+        assert response.status_code == 422, (body, response.text)
+        assert words in response.json()["error"], (body, response.json())
+    assert httpx.post(url + "/embed", json={"texts": ["a"]}).status_code == 404
+    assert httpx.get(url + "/health").status_code == 200
+
+
+# --------------------------------------------------------------------------- 0.11.5 WebServing
+
+WEB_SERVING_SCRIPT = """
+import sys
+from bert4keras.snippets import WebServing
+
+def add(a, b=10):
+    if a < 0:
+        raise ValueError("negative a")
+    return {"sum": a + b}
+
+web = WebServing(host="127.0.0.1", port=int(sys.argv[1]), server="paste")
+web.route("/add", add, {"a": (int, True), "b": (int, False)})
+web.route("/echo", lambda text: text[::-1], {"text": (None, True)}, method="POST")
+web.start()
+"""
+
+
+def test_web_serving_get_and_post(tmp_path):
+    port = free_port()
+    (tmp_path / "web.py").write_text(WEB_SERVING_SCRIPT, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, str(tmp_path / "web.py"), str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(timeout=120)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                first = client.get(base + "/add", params={"a": 2, "b": 5})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "WebServing never answered"
+                time.sleep(0.2)
+        assert first.json() == {"code": 0, "desc": "succeeded", "data": {"sum": 7}}
+        assert client.get(base + "/add?a=2").json()["data"] == {"sum": 12}
+        assert client.get(base + "/add?b=2").json() == {"code": 1, "desc": 'lack of "a" argument', "data": {}}
+        assert client.get(base + "/add?a=-1").json() == {"code": 2, "desc": "negative a", "data": {}}
+        assert client.get(base + "/add?a=x").json()["code"] == 2  # the converter failed
+        echo = client.post(base + "/echo", data={"text": "你好abc"})
+        assert echo.json() == {"code": 0, "desc": "succeeded", "data": "cba好你"}
+        assert client.get(base + "/echo").status_code == 405
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(30)
+
+
 def test_serve_command_line_errors(tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "bert4keras", "serve", *args], capture_output=True,
-                              text=True, timeout=120, cwd=ROOT,
+                              text=True, timeout=600, cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])))
 
     missing = run(str(tmp_path / "nowhere"))

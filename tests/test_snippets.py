@@ -3,10 +3,6 @@
 import builtins
 import itertools
 import json
-import socket
-import threading
-import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
@@ -176,77 +172,3 @@ def test_to_dataset_with_tensorflow():
     batch = next(iter(dataset))
     assert set(batch) == {"a", "b"} and batch["a"].shape == (2,)
     assert tf.reduce_all(batch["b"] == 2 * batch["a"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_web_serving_round_trip():
-    bottle = pytest.importorskip("bottle")
-    servers = []
-
-    class StoppableServer(bottle.WSGIRefServer):
-        def run(self, handler):
-            servers.append(self)
-            self.options["handler_class"] = _QuietHandler
-            super().run(handler)
-
-    from wsgiref.simple_server import WSGIRequestHandler
-
-    class _QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    def add(a, b=10):
-        if a < 0:
-            raise ValueError("negative a")
-        return {"sum": a + b}
-
-    port = _free_port()
-    web = snippets.WebServing(host="127.0.0.1", port=port, server=StoppableServer)
-    web.route("/add", add, {"a": (int, True), "b": (int, False)})
-    web.route("/echo", lambda text: text[::-1], {"text": (None, True)}, method="POST")
-    thread = threading.Thread(target=web.start, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-
-    def get(url, data=None):
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(url, data=data, timeout=5) as r:
-                    return json.loads(r.read().decode("utf-8"))
-            except urllib.error.URLError:
-                threading.Event().wait(0.05)
-        raise AssertionError(f"no answer from {url}")
-
-    try:
-        assert get(f"{base}/add?a=2&b=5") == {"code": 0, "desc": "succeeded", "data": {"sum": 7}}
-        assert get(f"{base}/add?a=2")["data"] == {"sum": 12}
-        assert get(f"{base}/add?b=2") == {"code": 1, "desc": 'lack of "a" argument', "data": {}}
-        assert get(f"{base}/add?a=-1") == {"code": 2, "desc": "negative a", "data": {}}
-        body = urllib.parse.urlencode({"text": "你好abc"}).encode()
-        assert get(f"{base}/echo", data=body)["data"] == "cba好你"
-    finally:
-        for server in servers:
-            server.srv.shutdown()
-            server.srv.server_close()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
-    with pytest.raises(ValueError, match="method"):
-        web.route("/x", add, {}, method="PUT")
-
-
-def test_web_serving_without_bottle_says_what_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_bottle(name, *args, **kwargs):
-        if name == "bottle":
-            raise ImportError("No module named 'bottle'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_bottle)
-    with pytest.raises(ImportError, match="pip install bottle"):
-        snippets.WebServing()

@@ -1,13 +1,15 @@
 """The HTTP service: a Starlette app over one :class:`Batcher`.
 
 Routes (text-embeddings-inference style): ``GET /health``, ``GET /info``, ``GET /metrics``,
-``POST /tokenize``, and by task ``POST /embed`` + ``POST /v1/embeddings`` or ``POST /predict``.
+``POST /tokenize``, and by task ``POST /embed`` + ``POST /v1/embeddings``, ``POST /predict``,
+``POST /ner`` or ``POST /generate`` (server-sent events with ``"stream": true``).
 Every client mistake is a 4xx with ``{"error": ..., "error_type": ...}`` naming the field
 or the limit; only a fault of the server is a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -20,7 +22,7 @@ from typing import Any, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bert4keras.serving.batcher import Batcher, QueueFull, ShuttingDown
@@ -48,6 +50,9 @@ class ServeConfig:
     pooling: str = "mean"
     api_key: str | None = None
     retry_after_s: int = 1
+    application: str | None = None
+    max_new_tokens: int = 256
+    max_beams: int = 8
 
 
 class ApiError(Exception):
@@ -76,13 +81,22 @@ class Service:
     ready: bool = False
     load_error: str | None = None
     on_fatal: Callable[[], None] | None = None
+    generation_lock: threading.Lock | None = None
+    in_flight: int = 0
 
     def load(self) -> None:
         """Load, build the batcher, warm every (batch, length) shape; runs on a background thread."""
         c = self.config
         try:
             started = time.monotonic()
-            self.model = load_served_model(c.model_dir, c.task, c.max_length)
+            self.model = load_served_model(c.model_dir, c.task, c.max_length, c.application)
+            if self.model.task == "generate":
+                log.info("generator %s loaded in %.1fs; warming up", self.model.name, time.monotonic() - started)
+                self.model.warm_up([], min(16, c.max_new_tokens))
+                self.generation_lock = threading.Lock()
+                self.ready = True
+                log.info("ready after %.1fs", time.monotonic() - started)
+                return
             buckets = length_buckets(self.model.max_length, c.buckets)
             batcher = Batcher(self.model, self.metrics, buckets, c.max_batch_tokens, c.max_batch_size,
                               c.max_wait_ms / 1000.0, c.max_queue)
@@ -108,18 +122,19 @@ class Service:
                                 f"--task {task}", "not_found")
         return self.model
 
-    def encode(self, texts: list[str], truncate: bool, field_name: str = "texts") -> tuple[list, list]:
-        """Token and segment ids; an over-long text is 422 unless ``truncate``."""
+    def encode(self, texts: list[str], truncate: bool, field_name: str = "texts",
+               offsets: bool = False) -> tuple[list, ...]:
+        """Token and segment ids (and character offsets); an over-long text is 422 unless ``truncate``."""
         model = self.require()
-        ids, segments = model.tokenizer.encode_batch(texts)
-        too_long = [(i, len(x)) for i, x in enumerate(ids) if len(x) > model.max_length]
+        encoded = model.tokenizer.encode_batch(texts, return_offsets=offsets)
+        too_long = [(i, len(x)) for i, x in enumerate(encoded[0]) if len(x) > model.max_length]
         if too_long and not truncate:
             i, n = too_long[0]
             raise ApiError(422, f"{field_name}[{i}] has {n} tokens; max_length is {model.max_length} "
                                 "(send \"truncate\": true to cut it)")
         if too_long:
-            ids, segments = model.tokenizer.encode_batch(texts, maxlen=model.max_length)
-        return ids, segments
+            encoded = model.tokenizer.encode_batch(texts, maxlen=model.max_length, return_offsets=offsets)
+        return encoded
 
     async def run(self, ids: list, segments: list, pooling: str | None = None, normalize: bool = False) -> list:
         try:
@@ -174,6 +189,23 @@ def get_bool(data: dict, name: str, default: bool) -> bool:
     return value
 
 
+def get_number(data: dict, name: str, default, kind: type = int, low=None, high=None,
+               low_open: bool = False, nullable: bool = False):
+    """A number field: the right type (a bool is not a number) within [low, high] (or (low, high])."""
+    value = data.get(name, default)
+    if value is None and nullable:
+        return None
+    allowed = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ApiError(422, f"{name} must be {'an integer' if kind is int else 'a number'}"
+                            f"{' or null' if nullable else ''}, got {json.dumps(value)[:40]}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        raise ApiError(422, f"{name} must be in {left}{low}, {high if high is not None else 'inf'}], got {value}")
+    return kind(value)
+
+
 def get_texts(data: dict, name: str, limit: int, allow_string: bool = False) -> list[str]:
     if name not in data:
         raise ApiError(422, f"missing field {name!r}: a list of strings")
@@ -221,10 +253,13 @@ def create_app(config: ServeConfig, service: Service | None = None) -> Starlette
             "model": model.name, "model_dir": config.model_dir, "task": model.task,
             "backend": keras.backend.backend(), "max_length": model.max_length,
             "version": bert4keras.__version__, "labels": model.labels or None,
-            "buckets": service.batcher.buckets, "max_batch_tokens": config.max_batch_tokens,
+            "buckets": service.batcher.buckets if service.batcher else None,
+            "max_batch_tokens": config.max_batch_tokens,
             "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms,
             "max_queue": config.max_queue, "max_texts": config.max_texts,
             "max_request_bytes": config.max_request_bytes, "pooling": config.pooling,
+            "application": model.application if model.task == "generate" else None,
+            "max_new_tokens": config.max_new_tokens,
         })
 
     async def metrics(request: Request) -> Response:
@@ -285,6 +320,133 @@ def create_app(config: ServeConfig, service: Service | None = None) -> Starlette
                             "scores": [{"label": model.labels[i], "score": float(p[i])} for i in order]})
         return JSONResponse({"predictions": answers})
 
+    async def ner(request: Request) -> Response:
+        from bert4keras.cli_ner import decode_entities
+
+        data = await read_json(request, limit)
+        check_fields(data, ("texts", "truncate"))
+        texts = get_texts(data, "texts", config.max_texts)
+        truncate = get_bool(data, "truncate", False)
+        model = service.require("ner")
+        ids, segments, offsets = service.encode(texts, truncate, offsets=True)
+        outputs = await service.run(ids, segments)
+        return JSONResponse({"entities": [
+            decode_entities(row, text, spans, model.ner_info, model.transitions)
+            for row, text, spans in zip(outputs, texts, offsets)]})
+
+    async def generate(request: Request) -> Response:
+        from bert4keras.cli import answer_text, prompt_ids
+
+        data = await read_json(request, limit)
+        check_fields(data, ("prompts", "max_new_tokens", "num_beams", "top_k", "top_p", "temperature",
+                            "seed", "stream"))
+        prompts = get_texts(data, "prompts", config.max_texts, allow_string=True)
+        max_new_tokens = get_number(data, "max_new_tokens", min(32, config.max_new_tokens), int, 1,
+                                    config.max_new_tokens)
+        options = {
+            "num_beams": get_number(data, "num_beams", 1, int, 1, config.max_beams),
+            "top_k": get_number(data, "top_k", None, int, 1, None, nullable=True),
+            "top_p": get_number(data, "top_p", None, float, 0, 1, low_open=True, nullable=True),
+            "temperature": get_number(data, "temperature", 1.0, float, 0, None, low_open=True),
+            "seed": get_number(data, "seed", None, int, 0, 2**31 - 1, nullable=True),
+        }
+        stream = get_bool(data, "stream", False)
+        if options["num_beams"] > 1 and (stream or options["top_k"] or options["top_p"] or
+                                         options["seed"] is not None):
+            raise ApiError(422, "num_beams > 1 (beam search) cannot be combined with stream, top_k, top_p or seed")
+        model = service.require("generate")
+        tokenizer = model.tokenizer
+        ids = [prompt_ids(tokenizer, p, model.application) for p in prompts]
+        too_long = [(i, len(x)) for i, x in enumerate(ids) if len(x) > model.max_length]
+        if too_long:
+            raise ApiError(422, f"prompts[{too_long[0][0]}] has {too_long[0][1]} tokens; max_length is "
+                                f"{model.max_length}")
+        if service.in_flight >= config.max_queue:
+            raise ApiError(429, f"the queue is full ({config.max_queue} requests, --max-queue); retry later",
+                           "overloaded")
+        options["end_id"] = tokenizer._token_end_id
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def put(kind: str, value) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        def work() -> None:
+            """Runs on a worker thread: ("start"), ("step", ...)*, ("done", ...), or ("error", exc)."""
+            from bert4keras.generation import stream_text
+
+            try:
+                with service.generation_lock:
+                    if not stream:
+                        new = model.generator.generate(ids, max_new_tokens, **options)
+                        put("done", {"ids": new})
+                        return
+                    steps = model.generator.generate(ids, max_new_tokens, stream=True, **options)
+                    put("start", None)
+                    recorded = []
+
+                    def tap():
+                        for step in steps:
+                            if cancelled.is_set():
+                                return
+                            recorded.append(step)
+                            yield step
+
+                    for k, pieces in enumerate(stream_text(tap(), tokenizer)):
+                        if k < len(recorded):
+                            put("step", {"step": k, "ids": recorded[k], "text": pieces})
+                    new = [[step[i] for step in recorded if step[i] is not None] for i in range(len(ids))]
+                    put("done", {"ids": new})
+            except Exception as error:  # reported to the waiting request
+                put("error", error)
+
+        service.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                service.in_flight -= 1
+                released = True
+
+        try:
+            loop.run_in_executor(None, work)
+            kind, value = await events.get()
+            if kind == "error":
+                if isinstance(value, ValueError):
+                    raise ApiError(422, str(value))
+                raise value
+            if kind == "done":
+                release()
+                return JSONResponse({"generations": [
+                    {"text": answer_text(tokenizer, new), "ids": new} for new in value["ids"]]})
+        except BaseException:
+            release()
+            raise
+
+        async def sse():
+            try:
+                while True:
+                    kind, value = await events.get()
+                    if kind == "step":
+                        yield f"data: {json.dumps(value, ensure_ascii=False)}\n\n"
+                    elif kind == "done":
+                        body = {"generations": [{"text": answer_text(tokenizer, new), "ids": new}
+                                                for new in value["ids"]]}
+                        yield f"event: done\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+                        return
+                    else:
+                        log.error("generation failed mid-stream: %r", value)
+                        yield f"event: error\ndata: {json.dumps({'error': f'{type(value).__name__}: {value}'})}\n\n"
+                        return
+            finally:
+                cancelled.set()
+                release()
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     async def http_error(request: Request, exc: HTTPException) -> Response:
         detail = exc.detail
         if exc.status_code == 404:
@@ -315,6 +477,8 @@ def create_app(config: ServeConfig, service: Service | None = None) -> Starlette
         Route("/tokenize", tokenize, methods=["POST"]),
         Route("/embed", embed, methods=["POST"]),
         Route("/v1/embeddings", openai_embeddings, methods=["POST"]),
+        Route("/ner", ner, methods=["POST"]),
+        Route("/generate", generate, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
     ]
     ROUTES = {route.path for route in routes}

@@ -130,6 +130,7 @@ class Batcher:
             self._execute(batch)
 
     def _execute(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
         length = self._bucket(max(len(job.ids) for job in batch))
         rows = next(size for size in self.sizes[length] if size >= len(batch))
         ids = np.zeros((rows, length), np.int32)
@@ -146,6 +147,7 @@ class Batcher:
             for job in batch:
                 self._finish(job.request, error=error)
             return
+        self.metrics.forward_seconds.observe(time.perf_counter() - started)
         for job, result in zip(batch, results):
             job.request.results[job.index] = result
             job.request.remaining -= 1

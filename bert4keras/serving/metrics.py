@@ -86,8 +86,11 @@ class Metrics:
                                     (1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.batch_tokens = Histogram("bert4keras_batch_tokens", "Padded tokens per forward pass.",
                                       (64, 256, 1024, 4096, 16384, 65536))
+        self.forward_seconds = Histogram("bert4keras_forward_seconds", "Time of one forward pass (padding to "
+                                         "results).", (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.queue_depth = Gauge("bert4keras_queue_depth", "Requests accepted and not yet answered.")
 
     def render(self) -> str:
-        parts = [self.requests, self.errors, self.latency, self.batch_size, self.batch_tokens, self.queue_depth]
+        parts = [self.requests, self.errors, self.latency, self.batch_size, self.batch_tokens, self.forward_seconds,
+                 self.queue_depth]
         return "\n".join(line for part in parts for line in part.render()) + "\n"
