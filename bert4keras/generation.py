@@ -220,30 +220,53 @@ class AutoRegressiveDecoder:
                     topk = unfinished.sum()
         return output_ids[output_scores.argmax()]
 
-    def cached_beam_search(self, model, token_ids: Sequence[int], topk: int = 1) -> np.ndarray:
-        """``beam_search`` through ``model.generate``'s cached engine (``model`` from
-        ``build_transformer_model`` with ``application='lm'``/``'unilm'``, or a GPT): the
-        prompt is ``token_ids`` (UniLM: the source, segment 0), then ``start_id`` if set.
-        Differs from ``beam_search`` only in that finished beams stay in the beam."""
-        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
-        return np.array(model.generate([prompt], self.maxlen, num_beams=topk, end_id=self.end_id,
-                                       min_new_tokens=self._min_new_tokens())[0])
+    def cached_beam_search(self, model, token_ids: Sequence[int], topk: int = 1,
+                           temperature: float = 1, min_ends: int = 1) -> np.ndarray:
+        """:meth:`beam_search` through ``model.generate``'s cached engine, same rules and ids.
 
-    def _min_new_tokens(self) -> int:
-        """``minlen`` counts the output with its start token; the end token may come once
-        the output is that long (the engine blocks it before, rather than ignoring it)."""
-        return max(self.minlen - 1 - (self.start_id is not None), 0)
+        ``model`` comes from ``build_transformer_model``: a GPT, an encoder under
+        ``application='lm'``/``'unilm'`` (``token_ids`` is the source, segment 0) or a T5
+        (``token_ids`` is the encoder input). ``predict`` is not called: the engine
+        computes what the standard seq2seq / LM ``predict`` computes.
+        """
+        prompt, prefix, head = self._engine_prompt(model, token_ids)
+        options = self._engine_options(num_beams=topk, sample=False, top_k=None, top_p=None,
+                                       temperature=temperature, min_ends=min_ends, prefix=prefix)
+        result = run_engine(model, [prompt], self.maxlen, options)
+        return np.array(head + result["result"][0][:result["length"][0]].tolist())
 
     def cached_random_sample(self, model, token_ids: Sequence[int], n: int, topk: int | None = None,
-                             topp: float | None = None, temperature: float = 1,
+                             topp: float | None = None, temperature: float = 1, min_ends: int = 1,
                              seed: int = 0) -> list[np.ndarray]:
-        """``random_sample`` through ``model.generate``'s cached engine (its own seeded RNG,
-        not ``np.random``): ``n`` samples of the prompt, as in :meth:`cached_beam_search`."""
-        prompt = list(token_ids) + ([] if self.start_id is None else [self.start_id])
-        outputs = model.generate([prompt] * n, self.maxlen, top_k=topk, top_p=topp,
-                                 temperature=temperature, end_id=self.end_id,
-                                 min_new_tokens=self._min_new_tokens(), seed=seed)
-        return [np.array(ids) for ids in outputs]
+        """:meth:`random_sample` through the cached engine (as :meth:`cached_beam_search`):
+        the same end rules and order of results, drawn from the engine's seeded RNG
+        rather than ``np.random``."""
+        if n < 1:
+            raise ValueError(f"random_sample: n must be >= 1, got {n}")
+        prompt, prefix, head = self._engine_prompt(model, token_ids)
+        options = self._engine_options(num_beams=1, sample=True, top_k=topk, top_p=topp,
+                                       temperature=temperature, min_ends=min_ends, prefix=prefix)
+        result = run_engine(model, [prompt] * n, self.maxlen, options, seed)
+        order = np.argsort(result["stop"], kind="stable")  # finished first, in finishing order
+        return [np.array(head + result["out"][i][:result["stop"][i] + 1].tolist()) for i in order]
+
+    def _engine_prompt(self, model, token_ids: Sequence[int]) -> tuple[list, int, list]:
+        """The engine's prompt, how many of its last tokens belong to the answer (UniLM's
+        segment 1), and the start of the output (``[start_id]`` or nothing)."""
+        head = [] if self.start_id is None else [self.start_id]
+        if getattr(getattr(model, "transformer", None), "encoder", None) is not None:
+            if self.start_id != 0:
+                raise ValueError(f"the cached engine starts T5's decoder at id 0; this decoder's "
+                                 f"start_id is {self.start_id}")
+            return list(token_ids), 0, head
+        return list(token_ids) + head, len(head), head
+
+    def _engine_options(self, **options) -> dict:
+        """The engine's options under bert4keras's end rules: ``minlen`` counts the output
+        with its start token; before it the end token is an ordinary token."""
+        head = self.start_id is not None
+        return {**options, "end_id": self.end_id, "min_new_tokens": 0, "rules": "bert4keras",
+                "min_length": self.minlen - head}
 
     def random_sample(self, inputs: Sequence, n: int, topk: int | None = None,
                       topp: float | None = None, states=None, temperature: float = 1,
@@ -347,13 +370,14 @@ class GenerationEngine:
         self.max_length = max_length
         self.model = transformer.build_cache_model(max_length)
         self.encoder = getattr(transformer, "encoder", None)  # T5: run once per prompt batch
+        self.cross_model = self.model.cross_model  # T5: cross-attention k/v, once per batch
         self.unilm = self.model.unilm
         self.vocab_size = transformer.vocab_size
         self._compiled = {}
 
     def variables(self) -> list:
         """Current weight values of the step model (and encoder), for ``stateless_call``."""
-        models = [self.model] + ([self.encoder] if self.encoder is not None else [])
+        models = [self.model] + [m for m in (self.encoder, self.cross_model) if m is not None]
         return [([v.value for v in m.trainable_variables],
                  [v.value for v in m.non_trainable_variables]) for m in models]
 
@@ -369,22 +393,26 @@ class GenerationEngine:
     def _step(self, variables, feed: dict, caches):
         """One pass of the step model; ``feed`` holds its inputs by kind. Returns the last
         position's logits and the updated caches."""
-        inputs = [feed[kind] for kind in self.model.input_kinds] + list(caches)
+        inputs = [feed[kind] for kind in self.model.input_kinds] + list(caches) \
+            + feed.get("cross_caches", [])
         outputs = self._call(self.model, None if variables is None else variables[0], inputs)
         return ops.cast(outputs[0][:, -1], "float32"), list(outputs[1:])
 
-    def _constants(self, variables, tokens, pad):
-        """The inputs that stay fixed over the steps: key mask, UniLM cache segments, and
-        for T5 the encoder output and its padding mask."""
+    def _constants(self, variables, tokens, pad, prefix: int = 0):
+        """The inputs that stay fixed over the steps: key mask, UniLM cache segments (the
+        last ``prefix`` prompt tokens already belong to the answer), and for T5 the
+        encoder output and its padding mask."""
         rows = ops.shape(tokens)[0]
         if self.encoder is not None:
             valid = ops.not_equal(tokens, 0)
             valid = ops.concatenate([ops.ones_like(valid[:, :1]), valid[:, 1:]], axis=1)
             context = self._call(self.encoder, None if variables is None else variables[1], [tokens])
+            cross = self._call(self.cross_model, None if variables is None else variables[2], [context])
             return {"context": context, "context_mask": valid[:, None, :], "pad": pad,
+                    "cross_caches": list(cross),
                     "key_mask": ops.ones((rows, self.max_length), "bool")}
-        prompt_length = ops.shape(tokens)[1]
-        segments = ops.cast(ops.arange(self.max_length) >= prompt_length, "int32")
+        source_length = ops.shape(tokens)[1] - prefix
+        segments = ops.cast(ops.arange(self.max_length) >= source_length, "int32")
         return {"key_mask": ops.arange(self.max_length)[None, :] >= pad[:, None], "pad": pad,
                 "cache_segments": ops.broadcast_to(segments[None], (rows, self.max_length))}
 
@@ -399,47 +427,108 @@ class GenerationEngine:
         """Run the prompt (T5: the start token) through the step model at index 0."""
         if self.encoder is not None:
             tokens = ops.zeros((ops.shape(tokens)[0], 1), "int32")  # T5's start id
-        feed = {**constants, "tokens": tokens, "segments": ops.zeros_like(tokens),
+        segments = constants["cache_segments"][:, :ops.shape(tokens)[1]] if self.unilm \
+            else ops.zeros_like(tokens)
+        feed = {**constants, "tokens": tokens, "segments": segments,
                 "index": ops.convert_to_tensor(0, "int32"), "positions": -constants["pad"]}
         return self._step(variables, feed, caches)
 
     def _choose(self, state, options, noise):
         """Pick step ``t``'s tokens from ``state['logits']`` and record them."""
+        if options["num_beams"] > 1 or options["rules"] == "bert4keras" and not options["sample"]:
+            if options["rules"] == "bert4keras":
+                return self._choose_beams_bert4keras(state, options)
+            return self._choose_beams(state, options)
         t, logits, finished = state["t"], state["logits"], state["finished"]
-        end_id, beams = options["end_id"], options["num_beams"]
-        if end_id is not None and options["min_new_tokens"]:
-            blocked = ops.logical_and(t < options["min_new_tokens"],
-                                      ops.arange(self.vocab_size) == end_id)
-            logits = ops.where(blocked[None, :], -np.inf, logits)
-        logits = logits / options["temperature"]
-        fill = 0 if end_id is None else end_id
-        if beams == 1:
-            if options["sample"]:
-                if options["top_k"] is not None:
-                    logits = filter_top_k(logits, options["top_k"])
-                if options["top_p"] is not None:
-                    logits = filter_top_p(logits, options["top_p"])
-                token = sample_from_logits(logits, noise(t, ops.shape(logits)))
-            else:
-                token = ops.argmax(logits, axis=-1)
-            token = ops.where(finished, fill, ops.cast(token, "int32"))
+        end_id = options["end_id"]
+        logits = self._block_end(logits, t, options) / options["temperature"]
+        if options["sample"]:
+            if options["top_k"] is not None:
+                logits = filter_top_k(logits, options["top_k"])
+            if options["top_p"] is not None:
+                logits = filter_top_p(logits, options["top_p"])
+            token = sample_from_logits(logits, noise(t, ops.shape(logits)))
         else:
-            logprobs = ops.log_softmax(logits, axis=-1)
-            if end_id is not None:  # a finished beam keeps its score and repeats end_id
-                frozen = ops.where(ops.arange(self.vocab_size) == end_id, 0.0, -np.inf)
-                logprobs = ops.where(finished[:, None], frozen[None, :], logprobs)
-            scores, beam, token = beam_candidates(state["scores"], logprobs, beams)
-            rows = ops.reshape(ops.arange(ops.shape(scores)[0])[:, None] * beams + beam, (-1,))
-            state = {**state, "scores": scores,
-                     "caches": [ops.take(c, rows, axis=0) for c in state["caches"]],
-                     "out": ops.take(state["out"], rows, axis=0),
-                     "finished": ops.take(finished, rows, axis=0)}
-            token = ops.cast(ops.reshape(token, (-1,)), "int32")
+            token = ops.argmax(logits, axis=-1)
+        token = ops.where(finished, 0 if end_id is None else end_id, ops.cast(token, "int32"))
+        state = {**state, "out": ops.slice_update(state["out"], (0, t), token[:, None])}
+        if end_id is None:
+            return state
+        ended = ops.logical_and(token == end_id, ops.logical_not(finished))
+        if options["rules"] != "bert4keras":
+            return {**state, "finished": ops.logical_or(finished, ended)}
+        # bert4keras: a row finishes at an end token once it is long enough and holds min_ends
+        ends = state["ends"] + ops.cast(ended, "int32")
+        complete = ops.logical_and(ops.logical_and(ended, ends >= options["min_ends"]),
+                                   t + 1 >= options["min_length"])
+        return {**state, "ends": ends, "finished": ops.logical_or(finished, complete),
+                "stop": ops.where(complete, t, state["stop"])}
+
+    def _block_end(self, logits, t, options):
+        """HF's ``min_new_tokens``: the end token may not come before that many tokens."""
+        end_id = options["end_id"]
+        if end_id is None or not options["min_new_tokens"]:
+            return logits
+        blocked = ops.logical_and(t < options["min_new_tokens"], ops.arange(self.vocab_size) == end_id)
+        return ops.where(blocked[None, :], -np.inf, logits)
+
+    @staticmethod
+    def _reorder(state, rows, keys):
+        """Gather the beam rows ``rows`` of the caches and of the per-row ``keys``."""
+        return {**state, "caches": [ops.take(c, rows, axis=0) for c in state["caches"]],
+                **{k: ops.take(state[k], rows, axis=0) for k in keys}}
+
+    def _choose_beams(self, state, options):
+        """HF-like beam step: a finished beam keeps its score and repeats the end token."""
+        t, finished, end_id, beams = state["t"], state["finished"], options["end_id"], options["num_beams"]
+        logits = self._block_end(state["logits"], t, options) / options["temperature"]
+        logprobs = ops.log_softmax(logits, axis=-1)
+        if end_id is not None:
+            frozen = ops.where(ops.arange(self.vocab_size) == end_id, 0.0, -np.inf)
+            logprobs = ops.where(finished[:, None], frozen[None, :], logprobs)
+        scores, beam, token = beam_candidates(state["scores"], logprobs, beams)
+        rows = ops.reshape(ops.arange(ops.shape(scores)[0])[:, None] * beams + beam, (-1,))
+        state = self._reorder({**state, "scores": scores}, rows, ("out", "finished"))
+        token = ops.cast(ops.reshape(token, (-1,)), "int32")
         finished = state["finished"]
         if end_id is not None:
             finished = ops.logical_or(finished, token == end_id)
-        out = ops.slice_update(state["out"], (0, t), token[:, None])
-        return {**state, "out": out, "finished": finished}
+        return {**state, "out": ops.slice_update(state["out"], (0, t), token[:, None]),
+                "finished": finished}
+
+    def _choose_beams_bert4keras(self, state, options):
+        """bert4keras 0.11.5's beam step, with static shapes. Before ``min_length`` the end
+        token is an ordinary token. From then on, if the best beam ends (holding
+        ``min_ends`` end tokens) it is the prompt's result; otherwise the ended beams leave
+        and the beam narrows: ``width`` live beams per prompt, the others at -inf."""
+        t, end_id, beams = state["t"], options["end_id"], options["num_beams"]
+        logprobs = ops.log_softmax(state["logits"] / options["temperature"], axis=-1)
+        scores, beam, token = beam_candidates(state["scores"], logprobs, beams)
+        prompts = ops.shape(scores)[0]
+        alive = ops.arange(beams)[None, :] < state["width"][:, None]  # keep the best `width`
+        scores = ops.where(alive, scores, -np.inf)
+        rows = ops.reshape(ops.arange(prompts)[:, None] * beams + beam, (-1,))
+        state = self._reorder({**state, "scores": scores}, rows, ("out", "ends"))
+        token = ops.cast(token, "int32")
+        out = ops.slice_update(state["out"], (0, t), ops.reshape(token, (-1, 1)))
+        ended = token == (-1 if end_id is None else end_id)
+        ends = ops.reshape(state["ends"], (prompts, beams)) + ops.cast(ended, "int32")
+        complete = ops.logical_and(ended, ends >= options["min_ends"])
+        checked = t + 1 >= options["min_length"]
+        best = ops.argmax(scores, axis=1)
+        best_complete = ops.take_along_axis(complete, best[:, None], axis=1)[:, 0]
+        stop = ops.logical_and(ops.logical_not(state["done"]), ops.logical_or(
+            ops.logical_and(checked, best_complete), t + 1 >= options["max_new_tokens"]))
+        best_out = ops.take(out, ops.arange(prompts) * beams + ops.cast(best, "int32"), axis=0)
+        dropped = ops.logical_and(checked, complete)
+        done = ops.logical_or(state["done"], stop)
+        return {**state, "out": out, "ends": ops.reshape(ends, (-1,)),
+                "scores": ops.where(dropped, -np.inf, scores),
+                "width": ops.where(checked, ops.sum(ops.cast(ops.logical_and(
+                    alive, ops.logical_not(dropped)), "int32"), axis=1), state["width"]),
+                "result": ops.where(stop[:, None], best_out, state["result"]),
+                "length": ops.where(stop, t + 1, state["length"]), "done": done,
+                "finished": ops.repeat(done, beams, axis=0)}
 
     def _advance(self, variables, state, options, noise, prompt_length):
         """Feed step ``t``'s tokens through the model, then choose step ``t + 1``'s."""
@@ -454,19 +543,33 @@ class GenerationEngine:
         rows = ops.shape(tokens)[0]
         caches = [ops.zeros((rows,) + shape, dtype=self.model.outputs[1 + i].dtype)
                   for i, shape in enumerate(self.model.cache_shapes)]
-        constants = self._constants(variables, tokens, ops.convert_to_tensor(pad, "int32"))
+        constants = self._constants(variables, tokens, ops.convert_to_tensor(pad, "int32"),
+                                    options["prefix"])
         logits, caches = self._prefill(variables, tokens, constants, caches)
         beams = options["num_beams"]
         scores = ops.cast(ops.where(ops.arange(beams) == 0, 0.0, -np.inf), "float32")
+        steps, prompts = options["max_new_tokens"], rows // beams
         state = {"t": ops.convert_to_tensor(0, "int32"), "logits": logits, "caches": caches,
-                 "out": ops.zeros((rows, options["max_new_tokens"]), "int32"),
+                 "out": ops.zeros((rows, steps), "int32"),
                  "finished": ops.zeros((rows,), "bool"), "constants": constants,
-                 "scores": ops.broadcast_to(scores[None], (rows // beams, beams))}
+                 "scores": ops.broadcast_to(scores[None], (prompts, beams))}
+        if options["rules"] == "bert4keras":
+            state.update(ends=ops.zeros((rows,), "int32"), stop=ops.full((rows,), steps, "int32"),
+                         width=ops.full((prompts,), beams, "int32"),
+                         done=ops.zeros((prompts,), "bool"),
+                         result=ops.zeros((prompts, steps), "int32"),
+                         length=ops.full((prompts,), steps, "int32"))
         return self._choose(state, options, noise)
 
+    @staticmethod
+    def _results(state) -> dict:
+        return {k: state[k] for k in ("out", "stop", "result", "length") if k in state}
+
     def run(self, tokens, pad, options, seed, stream=False):
-        """Generate for padded prompts (rows already repeated per beam); returns the
-        (rows, max_new_tokens) new ids, or, with ``stream``, yields each step's ids."""
+        """Generate for padded prompts (rows already repeated per beam). Returns numpy
+        arrays by name: ``out``, the (rows, max_new_tokens) new ids, and under bert4keras's
+        rules ``stop`` (the step where a sampled row finished) or ``result``/``length``
+        (each prompt's chosen beam). With ``stream``, yields each step's ids instead."""
         prompt_length = 1 if self.encoder is not None else tokens.shape[1]
         if keras.backend.backend() == "jax":
             return self._run_jax(tokens, pad, options, seed, stream, prompt_length)
@@ -489,7 +592,7 @@ class GenerationEngine:
                     for s in steps())
         for state in steps():
             pass
-        return ops.convert_to_numpy(state["out"])
+        return {k: ops.convert_to_numpy(v) for k, v in self._results(state).items()}
 
     def _run_jax(self, tokens, pad, options, seed, stream, prompt_length):
         import jax
@@ -509,10 +612,11 @@ class GenerationEngine:
                     noise = noise_from(key)
                     state = self._start(variables, tokens, pad, options, noise)
                     body = lambda s: self._advance(variables, s, options, noise, prompt_length)
-                    return jax.lax.while_loop(cond, body, state)["out"]
+                    return self._results(jax.lax.while_loop(cond, body, state))
 
                 self._compiled[static] = jax.jit(loop)
-            return np.asarray(self._compiled[static](variables, key, tokens, pad))
+            results = self._compiled[static](variables, key, tokens, pad)
+            return {k: np.asarray(v) for k, v in results.items()}
 
         def generator():
             noise = noise_from(key)
@@ -539,12 +643,30 @@ def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num
     the output) or after ``max_new_tokens``. With ``stream=True`` yields, per step, a
     list with each prompt's new id (None once a prompt has finished).
     """
+    sample = top_k is not None or top_p is not None or seed is not None
+    if num_beams > 1 and (sample or stream):
+        raise ValueError("generate: beam search (num_beams > 1) neither samples nor streams")
+    options = {"num_beams": num_beams, "sample": sample, "top_k": top_k, "top_p": top_p,
+               "temperature": temperature, "end_id": end_id, "min_new_tokens": min_new_tokens,
+               "rules": "hf", "min_length": 0, "min_ends": 1, "prefix": 0}
+    result = run_engine(model, inputs, max_new_tokens, options, seed, stream)
+    if stream:
+        return _stream_ids(result, end_id)
+    return [_until_end(row, end_id) for row in result["out"][::num_beams]]
+
+
+def run_engine(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, options: dict,
+               seed: int | None = None, stream: bool = False):
+    """Check ``inputs`` and ``options``, pad and batch the prompts, and run the cached engine
+    of ``model`` (see :meth:`GenerationEngine.run` for what comes back)."""
     transformer = getattr(model, "transformer", None)
     if transformer is None:
         raise ValueError(f"model {getattr(model, 'name', model)!r} has no Transformer behind it: "
                          "build it with build_transformer_model to use generate()")
     prompts = [list(map(int, p)) for p in inputs]
     vocab = transformer.vocab_size
+    num_beams, top_k, top_p = options["num_beams"], options["top_k"], options["top_p"]
+    end_id, temperature = options["end_id"], options["temperature"]
     if not prompts:
         raise ValueError("generate: no prompts given")
     if max_new_tokens < 1:
@@ -559,9 +681,8 @@ def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num
         raise ValueError(f"generate: end_id {end_id} is outside the vocabulary [0, {vocab})")
     if temperature <= 0:
         raise ValueError(f"generate: temperature must be > 0, got {temperature}")
-    sample = top_k is not None or top_p is not None or seed is not None
-    if num_beams > 1 and (sample or stream):
-        raise ValueError("generate: beam search (num_beams > 1) neither samples nor streams")
+    if options["min_ends"] < 1:
+        raise ValueError(f"generate: min_ends must be >= 1, got {options['min_ends']}")
     for i, p in enumerate(prompts):
         if not p:
             raise ValueError(f"generate: prompt {i} is empty and this model has no start id")
@@ -588,14 +709,8 @@ def generate(model, inputs: Sequence[Sequence[int]], max_new_tokens: int, *, num
     max_length = max_new_tokens if encoder_decoder else length + max_new_tokens
     if max_length not in engines:
         engines[max_length] = GenerationEngine(transformer, max_length)
-    options = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "sample": sample,
-               "top_k": top_k, "top_p": top_p, "temperature": float(temperature),
-               "end_id": end_id, "min_new_tokens": min_new_tokens}
-    seed = 0 if seed is None else seed
-    result = engines[max_length].run(tokens, pad, options, seed, stream)
-    if stream:
-        return _stream_ids(result, end_id)
-    return [_until_end(row, end_id) for row in result[::num_beams]]
+    options = {**options, "max_new_tokens": max_new_tokens, "temperature": float(temperature)}
+    return engines[max_length].run(tokens, pad, options, 0 if seed is None else seed, stream)
 
 
 def _until_end(row, end_id) -> list[int]:
