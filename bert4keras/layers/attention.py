@@ -265,6 +265,10 @@ class AttentionKeysValues(keras.layers.Layer):
     def __init__(self, attention: MultiHeadAttention, **kwargs):
         super().__init__(**kwargs)
         self.attention = attention
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the encoder's padding is in the cross-attention bias
 
     def call(self, x):
         a = self.attention
