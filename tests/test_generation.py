@@ -443,6 +443,36 @@ def test_cached_t5_steps_equal_the_full_forward_pass(version):
         assert_close_to_logit_scale(got[i], full)
 
 
+def test_t5_cross_attention_keys_and_values_are_projected_once(monkeypatch):
+    """The cross-attention k/v of the encoder output are a static cache: projected once per
+    batch of prompts, never in a decoding step; self-attention projects at every step."""
+    from bert4keras.layers.attention import AttentionStep
+
+    keras.utils.set_random_seed(0)
+    t5 = build_transformer_model(model="t5.1.0", with_lm="linear", return_keras_model=False,
+                                 **dict(TINY, hidden_act="relu"))
+    engine = GenerationEngine(t5, 4)
+    steps = [layer for layer in engine.model.layers if isinstance(layer, AttentionStep)]
+    cross = [s.attention for s in steps if s.name.endswith("-Cross-Step")]
+    self_attention = [s.attention for s in steps if not s.name.endswith("-Cross-Step")]
+    assert len(cross) == len(self_attention) == TINY["num_hidden_layers"]
+    assert len(engine.cross_model.outputs) == 2 * len(cross)
+    calls = {}
+    dense_call = keras.layers.Dense.call
+
+    def counting_call(self, *args, **kwargs):
+        calls[id(self)] = calls.get(id(self), 0) + 1
+        return dense_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Dense, "call", counting_call)
+    sources = np.array([[5, 6, 7, 8, 9], [11, 12, 13, 0, 0]], "int32")
+    cached_logits(engine, sources, np.zeros(2, "int32"), np.array([[14, 15], [17, 18]], "int32"))
+    for layer in cross:  # the prefill and 2 steps: 3 step-model calls
+        assert [calls.get(id(d), 0) for d in (layer.q_dense, layer.k_dense, layer.v_dense)] == [3, 1, 1]
+    for layer in self_attention:
+        assert [calls.get(id(d), 0) for d in (layer.q_dense, layer.k_dense, layer.v_dense)] == [3, 3, 3]
+
+
 def greedy_reference(transformer, prompt, steps, unilm):
     ids = list(prompt)
     for _ in range(steps):
@@ -519,13 +549,65 @@ def test_stream_text_never_cuts_a_word():
     assert [p[0] for p in stream_text(iter(stream), _WordPieces())] == ["", "好", " 好", "", " a"]
 
 
-def test_cached_decoder_methods_delegate_to_the_engine(unilm_model):
+class LMDecoder(AutoRegressiveDecoder):
+    """A GPT's decoder: the prompt, then the output so far."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    @AutoRegressiveDecoder.wraps(default_rtype="probas")
+    def predict(self, inputs, output_ids, states):
+        return self.last_token(self.model).predict(np.concatenate([inputs[0], output_ids], 1))
+
+
+def end_biased_decoder(name, source):
+    """A tiny UniLM BERT (its end token's logit raised) or GPT-2 (the end token is its
+    greedy first token after ``source``), so that ends come before ``minlen`` and often."""
+    keras.utils.set_random_seed(0)
+    if name == "unilm":
+        end = 7
+        model = build_transformer_model(model="bert", application="unilm", with_mlm=True, **UNILM)
+        bias = model.get_layer("MLM-Bias")
+        bias.set_weights([bias.get_weights()[0] + 0.4 * (np.arange(40) == end)])
+        return model, end, UniLMDecoder, lambda source: [source, [0] * len(source)]
+    model = build_transformer_model(model="gpt2", **dict(TINY, max_position=64))
+    first = LMDecoder(model, start_id=None, end_id=None, maxlen=1).beam_search([source], topk=1)
+    return model, int(first[0]), LMDecoder, lambda source: [source]
+
+
+@pytest.mark.parametrize("name", ["unilm", "gpt2"])
+def test_cached_beam_search_gives_the_ids_of_beam_search(name):
+    """bert4keras's rules in the engine: before minlen the end token is ordinary; then the
+    search returns the best beam once it ends with min_ends ends, else ended beams leave."""
     source = [2, 11, 12, 13, 3]
-    decoder = UniLMDecoder(unilm_model, start_id=None, end_id=None, maxlen=4)
-    want = decoder.beam_search([source, [0] * len(source)], topk=2)
-    np.testing.assert_array_equal(decoder.cached_beam_search(unilm_model, source, topk=2), want)
-    samples = decoder.cached_random_sample(unilm_model, source, n=3, topk=4, seed=5)
-    assert len(samples) == 3 and all(len(s) == 4 for s in samples)
+    model, end, decoder_class, make_inputs = end_biased_decoder(name, source)
+    early_ends = 0
+    for topk, minlen, min_ends, start_id in [(3, 1, 1, None), (3, 4, 1, None), (4, 3, 2, None),
+                                            (1, 5, 1, None), (3, 3, 1, 9)]:
+        decoder = decoder_class(model, start_id=start_id, end_id=end, maxlen=8, minlen=minlen)
+        want = decoder.beam_search(make_inputs(source), topk=topk, min_ends=min_ends)
+        got = decoder.cached_beam_search(model, source, topk=topk, min_ends=min_ends)
+        assert got.tolist() == want.tolist(), (topk, minlen, min_ends, start_id)
+        early_ends += end in want.tolist()[:-1]
+    assert early_ends >= 1  # the end token did come early, as an ordinary token
+
+
+def test_cached_random_sample_follows_the_end_rules():
+    source = [2, 11, 12, 13, 3]
+    model, end, decoder_class, _ = end_biased_decoder("unilm", source)
+    decoder = decoder_class(model, start_id=None, end_id=end, maxlen=8, minlen=3)
+    samples = [s.tolist() for s in decoder.cached_random_sample(model, source, 8, topk=6,
+                                                                min_ends=2, seed=1)]
+    assert samples == [s.tolist() for s in decoder.cached_random_sample(model, source, 8, topk=6,
+                                                                        min_ends=2, seed=1)]
+    finished = [s for s in samples if s[-1] == end and s.count(end) >= 2 and len(s) >= 3]
+    assert finished and samples[:len(finished)] == finished  # the finished ones come first
+    assert [len(s) for s in finished] == sorted(len(s) for s in finished)  # in finishing order
+    for s in samples:  # a sample stops at its first end token that is late enough and counted
+        firsts = [i for i in range(len(s)) if s[i] == end and i + 1 >= 3 and s[:i + 1].count(end) >= 2]
+        assert len(s) == (firsts[0] + 1 if firsts else 8)
+    assert any(end in s[:-1] for s in samples)  # an end that did not finish a sample
 
 
 @pytest.fixture(scope="module")

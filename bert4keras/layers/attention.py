@@ -248,3 +248,25 @@ class AttentionStep(keras.layers.Layer):
     def compute_output_spec(self, inputs, cache, cache_index=None, training=None, **arguments):
         return self.attention.compute_output_spec(inputs, cache=cache, cache_index=cache_index,
                                                   **arguments)
+
+
+class AttentionKeysValues(keras.layers.Layer):
+    """``attention``'s per-head keys and values of a fixed input (an encoder output): the
+    static cache its cached cross-attention calls read, computed once. No weights of its own."""
+
+    def __init__(self, attention: MultiHeadAttention, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = attention
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the encoder's padding is in the cross-attention bias
+
+    def call(self, x):
+        a = self.attention
+        return [a._split_heads(a.k_dense(x), a.key_size), a._split_heads(a.v_dense(x), a.head_size)]
+
+    def compute_output_spec(self, x):
+        a = self.attention
+        return [keras.KerasTensor(tuple(x.shape[:2]) + (a.heads, size), dtype=a.compute_dtype)
+                for size in (a.key_size, a.head_size)]

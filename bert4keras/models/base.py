@@ -214,8 +214,10 @@ class Transformer:
         segment ids (b, max_length), UniLM only], the cache write index (a scalar),
         positions of the step's first token (b,), the key padding mask
         (b, max_length), then one (k, v) pair of caches (b, max_length, heads, size)
-        per attention call. Outputs: the logits (b, s, vocab) (the input of a final
-        softmax, if any) and the updated caches, in the same order.
+        per self-attention call, then (encoder-decoder) one static (k, v) pair per
+        cross-attention, computed once by ``model.cross_model`` from the encoder output.
+        Outputs: the logits (b, s, vocab) (the input of a final softmax, if any) and the
+        updated self-attention caches, in the same order.
         """
         decoder = getattr(self, "_decoder", None)  # an encoder-decoder caches its decoder
         if decoder is not None:
@@ -250,9 +252,11 @@ class Transformer:
             logits = producer._inbound_nodes[-1].input_tensors[0]
         caches = [c for pair in decoding.caches for c in pair]
         updated = [c for pair in decoding.updated for c in pair]
-        step_inputs = inputs + decoding.inputs() + caches
+        cross_caches = [c for pair in decoding.cross_caches for c in pair]
+        step_inputs = inputs + decoding.inputs() + caches + cross_caches
         model = keras.Model(step_inputs, [logits] + updated, name=f"{self.name or 'model'}_step")
         model.cache_shapes = [tuple(c.shape[1:]) for c in caches]
+        model.cross_model = decoding.cross_model()
         model.input_kinds = kinds + decoding.input_kinds()
         model.unilm = decoding.unilm
         return model
@@ -584,6 +588,21 @@ class DecodingContext:
         self.segment_ids = (keras.Input((max_length,), dtype="int32", name="Cache-Segment")
                             if unilm else None)
         self.caches, self.updated = [], []
+        self.cross_layers, self.cross_caches = [], []
+
+    def cross_model(self) -> keras.Model | None:
+        """Encoder output -> the keys and values of every cross-attention, in the order of
+        ``cross_caches``: what the step model reads instead of projecting at each step."""
+        if not self.cross_layers:
+            return None
+        context = keras.Input(tuple(self.context.shape[1:]), dtype=self.context.dtype,
+                              name="Cross-Context")
+        from bert4keras.layers.attention import AttentionKeysValues
+
+        outputs = [AttentionKeysValues(layer, name=f"{layer.name}-Keys-Values")(context)
+                   for layer in self.cross_layers]
+        return keras.Model(context, [t for pair in outputs for t in pair],
+                           name="cross_attention_cache")
 
     def inputs(self) -> list:
         extra = [self.segment_ids] if self.unilm else []
@@ -616,9 +635,18 @@ class DecodingContext:
             cross = inputs[1] is self.context  # keys: the encoder output, not the cache
             arguments.update(q_offset=self.index, k_len=None if cross else self.max_length)
         elif isinstance(target, MultiHeadAttention) and inputs[1] is self.context:
-            # cross-attention over the encoder output, masked by its padding
+            # cross-attention over the encoder output, masked by its padding; its keys and
+            # values are a static cache, projected once per prompt batch (cross_model)
+            cache = [keras.Input((None, target.heads, size), dtype=target.compute_dtype,
+                                 name=f"Cross-Cache-{len(self.cross_layers)}-{kind}")
+                     for kind, size in (("k", target.key_size), ("v", target.head_size))]
+            self.cross_layers.append(target)
+            self.cross_caches.append(cache)
             inputs = list(inputs[:3]) + [self.context_mask] + list(inputs[3:])
             arguments["a_bias"] = True
+            step = AttentionStep(target, name=f"{target.name}-Cross-Step")
+            outputs, _ = step(inputs, cache=cache, cache_index=None, **arguments)
+            return outputs
         elif isinstance(target, MultiHeadAttention):
             cache = [keras.Input((self.max_length, target.heads, size), dtype=target.compute_dtype,
                                  name=f"Cache-{len(self.caches)}-{kind}")
