@@ -27,6 +27,8 @@ from typing import Any, Iterator
 import h5py
 import keras
 
+from bert4keras.input_checks import InputChecks
+
 
 class _KerasAlias(type):
     """Metaclass of the compat classes: ``isinstance(x, compat.Model)`` is ``isinstance(x, keras.Model)``,
@@ -299,8 +301,9 @@ class Keras2ModelMixin:
 
 
 @keras.saving.register_keras_serializable(package="bert4keras.keras2")
-class Functional(Keras2ModelMixin, keras.Model):
-    """What ``Model(inputs, outputs)`` builds: a functional Keras 3 model with the Keras 2 methods."""
+class Functional(InputChecks, Keras2ModelMixin, keras.Model):
+    """What ``Model(inputs, outputs)`` builds: a functional Keras 3 model with the Keras 2 methods,
+    whose entry points check host-side inputs (ids, lengths, shapes) before a compiled step."""
 
 
 def _functional_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:

@@ -7,6 +7,7 @@ import re
 import types
 
 import keras
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -24,8 +25,11 @@ HOOKS = [
     ("bert4keras/adversarial.py", "a JAX model", "compute_loss_and_updates"),
     ("bert4keras/adversarial.py", "a called layer", "_inbound_nodes"),
     ("bert4keras/adversarial.py", "an inbound node", "input_tensors"),
-    ("bert4keras/models/keras_model.py", "a called layer", "_inbound_nodes"),
-    ("bert4keras/models/keras_model.py", "an inbound node", "input_tensors"),
+    ("bert4keras/input_checks.py", "a called layer", "_inbound_nodes"),
+    ("bert4keras/input_checks.py", "an inbound node", "input_tensors"),
+    ("bert4keras/input_checks.py", "a JAX model after fit", "_jax_state"),
+    ("bert4keras/input_checks.py", "a JAX model after fit", "jax_state_sync"),
+    ("bert4keras/input_checks.py", "a variable", "_value"),
     ("bert4keras/backend.py", "a called layer", "_inbound_nodes"),
     ("bert4keras/backend.py", "an inbound node", "parent_nodes"),
     ("bert4keras/backend.py", "a symbolic tensor", "_keras_history"),
@@ -71,7 +75,19 @@ def _jax_model():
     return keras.Model
 
 
+def _jax_model_instance():
+    """A JAX model after one ``fit`` step (``fit`` leaves ``_jax_state`` set to None)."""
+    _jax_model()
+    x = keras.Input((3,))
+    model = keras.Model(x, keras.layers.Dense(2)(x))
+    model.compile(loss="mse", optimizer="sgd")
+    model.fit(np.ones((2, 3)), np.ones((2, 2)), verbose=0)
+    return model
+
+
 OWNERS = {
+    "a JAX model after fit": _jax_model_instance,
+    "a variable": lambda: keras.Variable([1.0]),
     "a built optimizer": _built_optimizer,
     "a JAX model": _jax_model,
     "a called layer": lambda: _called_dense()[0],

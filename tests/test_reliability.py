@@ -173,10 +173,31 @@ _ENTRY_POINTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def wrapped(bert):
+    """What 0.11.5 scripts do: a head on the Transformer, in ``Model`` of bert4keras.backend's keras."""
+    from bert4keras.backend import keras as keras2
+
+    model = keras2.models.Model(bert.input, keras2.layers.Dense(8)(bert.output))
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+@pytest.mark.parametrize("which", ["transformer", "wrapped"])
 @pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
-def test_every_entry_point_rejects_ids_past_the_vocabulary(bert, entry):
+def test_every_entry_point_rejects_ids_past_the_vocabulary(bert, wrapped, entry, which):
+    model = bert if which == "transformer" else wrapped
     with pytest.raises(ValueError, match=r"holds token id 50 at \(0, 0\)"):
-        _ENTRY_POINTS[entry](bert, _BAD["id past vocab"][0])
+        _ENTRY_POINTS[entry](model, _BAD["id past vocab"][0])
+
+
+def test_a_wrapped_model_keeps_its_weights_after_a_rejected_fit(wrapped, tmp_path):
+    x = _good()
+    before = wrapped.predict_on_batch(x)
+    with pytest.raises(ValueError, match="token id 50"):
+        wrapped.fit(_BAD["id past vocab"][0], np.zeros((2, 6, 8)), verbose=0)
+    np.testing.assert_allclose(wrapped.predict_on_batch(x), before, rtol=1e-6)
+    wrapped.save_weights(str(tmp_path / "wrapped.weights"))
 
 
 @pytest.mark.parametrize("case", list(_BAD))
