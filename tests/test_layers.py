@@ -10,7 +10,7 @@ np_ = keras.ops.convert_to_numpy
 
 
 class OurDense(Layer):
-    """The spec's two-layer dense built from sub-layers."""
+    """A two-layer dense built from sub-layers (a layer whose weights live in its sub-layers)."""
 
     def __init__(self, hidden_dim, output_dim, hidden_activation="linear", **kwargs):
         super().__init__(**kwargs)
@@ -110,3 +110,23 @@ def test_masked_pooling_data_format(name):
     np.testing.assert_array_equal(first, last)
     with pytest.raises(ValueError, match="data_format must be"):
         layer(data_format="channels_middle")
+
+
+@pytest.mark.parametrize("merge_mode", ["add", "mul", "zero", "concat"])
+def test_position_embeddings_merge_as_bert4keras_says(merge_mode):
+    from bert4keras.backend import sinusoidal_embeddings
+    from bert4keras.layers import PositionEmbedding, SinusoidalPositionEmbedding
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    learned = PositionEmbedding(input_dim=8, output_dim=4, merge_mode=merge_mode)
+    fixed = SinusoidalPositionEmbedding(output_dim=4, merge_mode=merge_mode)
+    for layer in (learned, fixed):
+        out = np_(layer(x))
+        if layer is learned:
+            table = np_(learned.embeddings)[:5][None]
+        else:
+            table = np_(sinusoidal_embeddings(keras.ops.arange(5)[None], 4))
+        expected = {"add": lambda: x + table, "mul": lambda: x * (table + 1.0),
+                    "zero": lambda: np.broadcast_to(table, out.shape),
+                    "concat": lambda: np.concatenate([x, np.broadcast_to(table, x.shape)], -1)}[merge_mode]()
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -237,6 +237,19 @@ class LayerNormalization(ScaleOffset):
         }
 
 
+def merge_positions(inputs, embeddings, merge_mode: str, output_dim: int):
+    """Combine position embeddings with ``inputs`` as bert4keras's ``merge_mode`` says:
+    add, mul (``inputs * (1 + embeddings)``), zero (the embeddings alone) or concat."""
+    if merge_mode == "add":
+        return inputs + embeddings
+    if merge_mode == "mul":
+        return inputs * (embeddings + 1.0)
+    if merge_mode == "zero":
+        return embeddings
+    embeddings = ops.broadcast_to(embeddings, tuple(ops.shape(inputs)[:2]) + (output_dim,))
+    return ops.concatenate([inputs, embeddings], axis=-1)
+
+
 @register
 class PositionEmbedding(Layer):
     """Trainable absolute position embeddings, merged with the input.
@@ -293,14 +306,7 @@ class PositionEmbedding(Layer):
                     f"{self.name}: sequence length {inputs.shape[1]} exceeds the "
                     f"{self.input_dim} positions of this model (truncate with maxlen)")
             embeddings = ops.take(table, position_ids, axis=0)
-        if self.merge_mode == "add":
-            return inputs + embeddings
-        if self.merge_mode == "mul":
-            return inputs * (embeddings + 1.0)
-        if self.merge_mode == "zero":
-            return embeddings
-        embeddings = ops.broadcast_to(embeddings, tuple(ops.shape(inputs)[:2]) + (self.output_dim,))
-        return ops.concatenate([inputs, embeddings], axis=-1)
+        return merge_positions(inputs, embeddings, self.merge_mode, self.output_dim)
 
     def compute_output_shape(self, input_shape):
         if self.custom_position_ids:

@@ -7,7 +7,7 @@ import keras
 from keras import initializers, ops
 
 from bert4keras.backend import sinusoidal_embeddings
-from bert4keras.layers.core import Layer, register
+from bert4keras.layers.core import Layer, merge_positions, register
 
 
 @register
@@ -43,14 +43,7 @@ class SinusoidalPositionEmbedding(Layer):
             position_ids = (ops.reshape(ops.cast(q_offset, "int32"), (-1, 1))
                             + ops.arange(ops.shape(inputs)[1], dtype="int32")[None])
         embeddings = ops.cast(sinusoidal_embeddings(position_ids, self.output_dim), inputs.dtype)
-        if self.merge_mode == "add":
-            return inputs + embeddings
-        if self.merge_mode == "mul":
-            return inputs * (embeddings + 1.0)
-        if self.merge_mode == "zero":
-            return embeddings
-        embeddings = ops.broadcast_to(embeddings, tuple(ops.shape(inputs)[:2]) + (self.output_dim,))
-        return ops.concatenate([inputs, embeddings], axis=-1)
+        return merge_positions(inputs, embeddings, self.merge_mode, self.output_dim)
 
     def compute_output_shape(self, input_shape):
         if self.custom_position_ids:
