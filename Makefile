@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 BACKENDS ?= jax torch
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test test-examples venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,18 +26,24 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: venv
 	$(PY) -m bert4keras demo
 
-# Slow tests (example and pretraining smoke runs, the kill test, ...) run on the first
-# backend only; the other backends run the rest. SLOW_EVERYWHERE=1 runs them on every backend.
+# Slow tests (a representative set of example smoke runs, pretraining smoke runs, the kill
+# test, ...) run on the first backend only; the other backends run the rest. SLOW_EVERYWHERE=1
+# runs them on every backend. `make test-examples` runs every example's smoke run.
 test: venv
 	@set -e; first=1; for b in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$b ==="; \
 		if [ $$first = 1 ] || [ -n "$(SLOW_EVERYWHERE)" ]; then \
-			KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests; \
+			KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -m "not all_examples" $(PYTEST_ARGS) tests; \
 		else \
 			KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS) tests; \
 		fi; \
 		first=0; \
 	done
+
+# Every example end to end in smoke mode: all on JAX, a representative third on PyTorch.
+test-examples: venv
+	$(PY) -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS) tests/test_examples.py \
+		tests/test_examples_seq2seq.py tests/test_examples_lm.py tests/test_examples_tasks.py
 
 bench: venv
 	$(PY) benchmarks/run_all.py

