@@ -53,7 +53,7 @@ EXAMPLES_IN_EVERY_RUN = {
     "test_examples_seq2seq.py::test_example_runs_on_jax[task_seq2seq_autotitle]",      # UniLM + engine
     "test_examples_seq2seq.py::test_example_runs_on_jax[task_seq2seq_autotitle_csl_mt5]",  # T5
     "test_examples_lm.py::test_example_runs_on_jax[basic_language_model_gpt2_ml]",     # GPT + engine
-    "test_examples_tasks.py::test_example_runs_on_jax[task_relation_extraction_gplinker]",  # GlobalPointer
+    "test_examples_tasks.py::test_example_runs_on_jax[task_relation_extraction]",      # conditional LN, EMA
     "test_examples.py::test_example_runs_on_torch[task_sequence_labeling_ner_crf]",    # one on PyTorch
 }
 
